@@ -1,0 +1,221 @@
+"""Key lifecycle: create, verify, rotate, revoke and import, over any store.
+
+Shared by the request hook, the ``guard`` command and the scripts, so every path applies
+the same rules. Functions that depend on time take ``now`` (seconds since the epoch), so
+tests never patch the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import stores
+from stores import KeyRecord, KeyStore, StoreUnavailable
+
+from .config import GuardConfig
+from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
+
+
+class Reason(enum.Enum):
+    """Why a token was accepted or refused: for the audit trail, never for the client."""
+
+    VALID = "valid"
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    WRONG_SECRET = "wrong_secret"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    ROTATED = "rotated"
+    UNAVAILABLE = "store_unavailable"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of :meth:`Keys.verify`. ``record`` is set whenever the key was found."""
+
+    reason: Reason
+    record: KeyRecord | None = None
+    key_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.VALID
+
+
+class KeyStateError(ValueError):
+    """A lifecycle operation does not apply to the key in its current state."""
+
+
+# Compared against when the key id is unknown, so that an unknown id, a wrong secret and
+# a refused key all cost the same digest computation.
+_NO_RECORD = KeyRecord(key_id="-", name="-", digest="0" * 64, pepper_id="-", created_at=0)
+
+
+class Keys:
+    """The operations on keys in one store.
+
+    :param accept_imported: look up tokens that are not in this server's format by their
+        digest, for secrets imported from a legacy system. Off by default, so that a
+        flood of random tokens never reaches the store.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        codec: TokenCodec,
+        *,
+        accept_imported: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.accept_imported = accept_imported
+        self.clock = clock
+
+    @classmethod
+    def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
+        """The store, codec and policy that ``config`` describes."""
+        store = stores.from_url(
+            config.store_url,
+            prefix=config.store_prefix,
+            timeout=config.store_timeout,
+            cache_ttl=config.store_cache_ttl,
+        )
+        codec = TokenCodec(config.secret_keys, config.peppers, config.token_prefix)
+        return cls(store, codec, accept_imported=config.accept_imported_keys, clock=clock)
+
+    def verify(self, token: str, now: float | None = None) -> Verdict:
+        """Check ``token`` against the store. Never raises: an unreachable store gives
+        ``Reason.UNAVAILABLE``, which callers must treat as a refusal."""
+        try:
+            key_id, secret = self.codec.open(token)
+        except BadToken as exc:
+            if self.accept_imported:
+                return self._verify_imported(token, now)
+            return Verdict(Reason(exc.reason))
+        try:
+            record = self.store.get(key_id)
+        except StoreUnavailable:
+            return Verdict(Reason.UNAVAILABLE, key_id=key_id)
+        matches = self.codec.matches(record or _NO_RECORD, secret)
+        if record is None or record.imported:
+            return Verdict(Reason.UNKNOWN_KEY, key_id=key_id)
+        if not matches:
+            return Verdict(Reason.WRONG_SECRET, record, key_id)
+        return self._judge(record, now)
+
+    def _verify_imported(self, secret: str, now: float | None) -> Verdict:
+        if not 0 < len(secret) <= MAX_TOKEN_LENGTH:
+            return Verdict(Reason.MALFORMED)
+        try:
+            for digest in self.codec.digests(secret):
+                record = self.store.find_digest(digest)
+                if record is not None and self.codec.matches(record, secret):
+                    return self._judge(record, now)
+        except StoreUnavailable:
+            return Verdict(Reason.UNAVAILABLE)
+        return Verdict(Reason.UNKNOWN_KEY)
+
+    def _judge(self, record: KeyRecord, now: float | None) -> Verdict:
+        refusal = record.refusal(self.clock() if now is None else now)
+        reason = Reason.VALID if refusal is None else Reason(refusal)
+        return Verdict(reason, record, record.key_id)
+
+    def create(
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = (),
+        expires_in: float | None = None,
+        rate_limit: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """Issue and store a new key; the token is returned here and never again."""
+        now = self.clock() if now is None else now
+        key_id = self.codec.new_key_id()
+        token, digest, pepper_id = self.codec.issue(key_id)
+        record = KeyRecord(
+            key_id=key_id,
+            name=name,
+            digest=digest,
+            pepper_id=pepper_id,
+            created_at=now,
+            scopes=tuple(scopes),
+            expires_at=None if expires_in is None else now + expires_in,
+            rate_limit=rate_limit,
+            metadata=dict(metadata or {}),
+        )
+        self.store.save(record)
+        return token, record
+
+    def import_secret(
+        self,
+        secret: str,
+        name: str,
+        *,
+        scopes: Iterable[str] = (),
+        rate_limit: str | None = None,
+        now: float | None = None,
+    ) -> KeyRecord:
+        """Store an existing plain secret by its digest, so clients keep sending it."""
+        if not 0 < len(secret) <= MAX_TOKEN_LENGTH or not secret.isprintable():
+            raise ValueError(f"a secret must be 1 to {MAX_TOKEN_LENGTH} printable characters")
+        digest, pepper_id = self.codec.digest(secret)
+        record = KeyRecord(
+            key_id=self.codec.new_key_id(),
+            name=name,
+            digest=digest,
+            pepper_id=pepper_id,
+            created_at=self.clock() if now is None else now,
+            scopes=tuple(scopes),
+            rate_limit=rate_limit,
+            imported=True,
+        )
+        self.store.save(record)
+        return record
+
+    def rotate(
+        self, key_id: str, *, grace: float, now: float | None = None
+    ) -> tuple[str, KeyRecord]:
+        """Issue a successor with the same name, scopes and limit; the old key stays valid
+        for ``grace`` seconds, then is refused as ``rotated``.
+
+        :raises KeyStateError: if the key is revoked, expired or already rotated.
+        """
+        now = self.clock() if now is None else now
+        old = self.store.require(key_id)
+        if old.replaced_by is not None:
+            raise KeyStateError(f"key {key_id} was already rotated to {old.replaced_by}")
+        refusal = old.refusal(now)
+        if refusal is not None:
+            raise KeyStateError(f"key {key_id} is {refusal} and cannot be rotated")
+        new_id = self.codec.new_key_id()
+        token, digest, pepper_id = self.codec.issue(new_id)
+        lifetime = None if old.expires_at is None else old.expires_at - old.created_at
+        new = dataclasses.replace(
+            old,
+            key_id=new_id,
+            digest=digest,
+            pepper_id=pepper_id,
+            created_at=now,
+            expires_at=None if lifetime is None else now + lifetime,
+            replaces=key_id,
+            imported=False,
+        )
+        self.store.save(new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace))
+        return token, new
+
+    def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
+        """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time)."""
+        record = self.store.require(key_id)
+        if record.revoked_at is None:
+            record = dataclasses.replace(
+                record, revoked_at=self.clock() if now is None else now
+            )
+            self.store.save(record)
+        return record

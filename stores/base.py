@@ -1,0 +1,195 @@
+"""The key record and the interface every credential store implements.
+
+A store sees key ids and keyed digests, never a token or a secret: whatever leaks from a
+store (a Redis dump, an ``.env`` file) cannot be replayed against the API.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from .errors import InvalidRecord, KeyNotFound
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRecord:
+    """What a store holds for one key.
+
+    ``digest`` is HMAC-SHA256 of the secret under the pepper named by ``pepper_id``; the
+    secret itself is never stored. Times are seconds since the epoch (UTC).
+    """
+
+    key_id: str
+    name: str
+    digest: str
+    pepper_id: str
+    created_at: float
+    scopes: tuple[str, ...] = ()
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    rate_limit: str | None = None
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Rotation: the key this one replaces, the key that replaces this one, and until
+    #: when this (old) key stays valid after being replaced.
+    replaces: str | None = None
+    replaced_by: str | None = None
+    grace_until: float | None = None
+    #: A legacy secret imported as it was: it carries no id or signature and can only be
+    #: found by its digest.
+    imported: bool = False
+
+    def refusal(self, now: float) -> str | None:
+        """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``), or
+        ``None`` if it is valid."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.grace_until is not None and self.grace_until <= now:
+            return "rotated"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping, leaving out fields at their defaults."""
+        out: dict[str, Any] = {}
+        for name, (field, _) in _FIELDS.items():
+            value = getattr(self, field.name)
+            if value != _default(field):
+                out[name] = list(value) if field.name == "scopes" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> KeyRecord:
+        """Parse :meth:`to_dict` output, checking every type.
+
+        :raises InvalidRecord: naming the first field that is missing or wrong.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidRecord("a key record must be a JSON object")
+        unknown = set(data) - set(_FIELDS)
+        if unknown:
+            raise InvalidRecord(f"unknown field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name, (field, check) in _FIELDS.items():
+            if name not in data:
+                if _default(field) is _REQUIRED:
+                    raise InvalidRecord(f"missing field {name!r}")
+                continue
+            value = data[name]
+            if not check(value):
+                raise InvalidRecord(f"field {name!r} has an invalid value")
+            values[field.name] = tuple(value) if field.name == "scopes" else value
+        return cls(**values)
+
+
+_REQUIRED = object()
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return _REQUIRED
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: value is None or check(value)
+
+
+def _is_texts(value: object) -> bool:
+    return isinstance(value, list) and all(_is_text(item) for item in value)
+
+
+def _is_metadata(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        _is_text(k) and isinstance(v, str) and len(v) <= 1024 for k, v in value.items()
+    )
+
+
+_CHECKS = {
+    "key_id": ("id", _is_text),
+    "name": ("name", _is_text),
+    "digest": ("digest", _is_text),
+    "pepper_id": ("pepper", _is_text),
+    "created_at": ("created", _is_time),
+    "scopes": ("scopes", _is_texts),
+    "expires_at": ("expires", _optional(_is_time)),
+    "revoked_at": ("revoked", _optional(_is_time)),
+    "rate_limit": ("rate_limit", _optional(_is_text)),
+    "metadata": ("metadata", _is_metadata),
+    "replaces": ("replaces", _optional(_is_text)),
+    "replaced_by": ("replaced_by", _optional(_is_text)),
+    "grace_until": ("grace_until", _optional(_is_time)),
+    "imported": ("imported", lambda value: isinstance(value, bool)),
+}
+# Serialized name -> (dataclass field, type check).
+_FIELDS = {
+    _CHECKS[field.name][0]: (field, _CHECKS[field.name][1])
+    for field in dataclasses.fields(KeyRecord)
+}
+
+
+class KeyStore(abc.ABC):
+    """A credential store: key records by id, and imported keys by digest.
+
+    Every method raises :class:`~stores.StoreUnavailable` when the backend cannot answer,
+    never returns a guess. Subclasses implement the four abstract methods.
+    """
+
+    #: URL schemes this store is built from by :func:`stores.from_url`.
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`save` is refused at run time.
+    read_only: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def get(self, key_id: str) -> KeyRecord | None:
+        """The record for ``key_id``, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        """The imported key whose digest is ``digest``, or ``None``."""
+
+    @abc.abstractmethod
+    def records(self) -> list[KeyRecord]:
+        """Every record, in no particular order."""
+
+    @abc.abstractmethod
+    def save(self, *records: KeyRecord) -> None:
+        """Store ``records`` (new, or replacing same-id ones) all at once or not at all,
+        so a rotation is never left half written.
+
+        :raises ReadOnlyStore: if the store cannot be written at run time.
+        """
+
+    def require(self, key_id: str) -> KeyRecord:
+        """The record for ``key_id``.
+
+        :raises KeyNotFound: if there is none.
+        """
+        record = self.get(key_id)
+        if record is None:
+            raise KeyNotFound(key_id)
+        return record
+
+    def check(self) -> None:
+        """Probe the backend; raises :class:`~stores.StoreUnavailable` if it is down."""
+
+    def close(self) -> None:
+        """Release connections and threads; the store is not used afterwards."""
+
+
+def index_imported(records: Iterable[KeyRecord]) -> dict[str, KeyRecord]:
+    """Imported records by digest, for stores that keep everything in process."""
+    return {record.digest: record for record in records if record.imported}

@@ -1,0 +1,88 @@
+"""``env://VARNAME``: read-only keys from one environment variable.
+
+The variable holds a JSON array of key records (as printed by ``guard keys create`` for
+an ``env://`` store): digests only, never plain secrets. It is parsed once, when the
+store is built, so a malformed entry stops start-up instead of failing a request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from .base import KeyRecord, KeyStore, index_imported
+from .errors import InvalidRecord, InvalidStoreURL, ReadOnlyStore
+
+#: The variable read by a bare ``env://``.
+DEFAULT_VARIABLE = "GUARD_KEYS"
+
+
+def parse_records(text: str, source: str) -> dict[str, KeyRecord]:
+    """Parse a JSON array of records; errors name ``source`` and the entry.
+
+    :raises InvalidRecord: on anything but a well-formed array of distinct records.
+    """
+    try:
+        entries = json.loads(text) if text.strip() else []
+    except ValueError as exc:
+        raise InvalidRecord(f"{source}: not valid JSON ({exc.msg})") from None
+    if not isinstance(entries, list):
+        raise InvalidRecord(f"{source}: must be a JSON array of key records")
+    records: dict[str, KeyRecord] = {}
+    for number, entry in enumerate(entries, 1):
+        label = f"{source} entry {number}"
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            label += f" (id {entry['id']!r})"
+        try:
+            record = KeyRecord.from_dict(entry)
+        except InvalidRecord as exc:
+            raise InvalidRecord(f"{label}: {exc}") from None
+        if record.key_id in records:
+            raise InvalidRecord(f"{label}: duplicate key id")
+        records[record.key_id] = record
+    return records
+
+
+def render_records(records: Sequence[KeyRecord]) -> str:
+    """The variable's value holding ``records``: the inverse of :func:`parse_records`."""
+    return json.dumps([record.to_dict() for record in records], separators=(",", ":"))
+
+
+class EnvStore(KeyStore):
+    """Keys from an environment variable, fixed for the life of the process."""
+
+    schemes = ("env",)
+    read_only = True
+
+    def __init__(self, url: str = "env://", environ: Mapping[str, str] | None = None) -> None:
+        self.variable = self.variable_name(url)
+        source = os.environ if environ is None else environ
+        self._records = parse_records(source.get(self.variable, ""), self.variable)
+        self._imported = index_imported(self._records.values())
+
+    @staticmethod
+    def variable_name(url: str) -> str:
+        """The environment variable an ``env://`` URL names (``GUARD_KEYS`` if none)."""
+        parts = urlsplit(url)
+        name = parts.netloc or parts.path.lstrip("/") or DEFAULT_VARIABLE
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InvalidStoreURL(f"{url!r}: {name!r} is not an environment variable name")
+        return name
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self._records.get(key_id)
+
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        return self._imported.get(digest)
+
+    def records(self) -> list[KeyRecord]:
+        return list(self._records.values())
+
+    def save(self, *records: KeyRecord) -> None:
+        raise ReadOnlyStore(
+            f"env://{self.variable} is read-only at run time: "
+            f"change the {self.variable} variable and restart"
+        )

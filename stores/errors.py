@@ -1,0 +1,44 @@
+"""Errors raised by credential stores.
+
+The tree, rooted in one class so callers can catch every store failure at once::
+
+    StoreError
+      StoreUnavailable    the backend did not answer (driver error or timeout);
+                          the driver's exception is kept as ``__cause__``
+      InvalidStoreURL     unknown scheme or unusable URL, raised at start-up
+      ReadOnlyStore       a write was attempted on a store that cannot be written
+      KeyNotFound         lifecycle operations on an unknown key id
+      InvalidRecord       a stored or configured record cannot be parsed
+
+The hot path never sees :class:`KeyNotFound`: :meth:`KeyStore.get` returns ``None``.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class for every error a credential store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not answer. Callers must fail closed."""
+
+
+class InvalidStoreURL(StoreError, ValueError):
+    """The store URL names an unknown scheme or cannot be used."""
+
+
+class ReadOnlyStore(StoreError):
+    """The store is read-only at run time (``env://``)."""
+
+
+class KeyNotFound(StoreError, LookupError):
+    """No key with this id exists in the store."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key with id {key_id!r}")
+        self.key_id = key_id
+
+
+class InvalidRecord(StoreError, ValueError):
+    """A key record is malformed; the message names the offending entry."""

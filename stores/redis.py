@@ -1,0 +1,190 @@
+"""``redis://``, ``rediss://`` and ``unix://``: keys shared by every worker and host.
+
+Layout under ``prefix`` (default ``guard:``)::
+
+    {prefix}key:{key_id}     JSON of the record
+    {prefix}ids              set of every key id
+    {prefix}imported         hash: digest -> key id, imported keys only
+    {prefix}invalidate       pub/sub channel: the id of every record written
+
+Reads go through a process-local :class:`~stores.cache.RecordCache`. A listener thread
+per process drops an entry as soon as its id is published, and while the listener is not
+subscribed (Redis down, reconnecting) the cache is bypassed, so a revocation reaches
+every worker within a message's latency, and never later than the cache TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .base import KeyRecord, KeyStore
+from .cache import RecordCache
+from .errors import InvalidRecord, StoreUnavailable
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise any driver error as :class:`StoreUnavailable` (the driver's as cause)."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+
+
+def client_from_url(url: str, timeout: float) -> redis.Redis:
+    """A redis-py client that gives up after ``timeout`` seconds.
+
+    redis-py's default retries three times with exponential backoff, which would hold a
+    request far past ``timeout`` when Redis hangs: retry once, at once, and only when the
+    connection was dropped (a pooled connection the server closed), never on a timeout.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+class RedisStore(KeyStore):
+    """Keys in Redis, read through a process-local cache kept fresh by pub/sub."""
+
+    schemes = ("redis", "rediss", "unix")
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "guard:",
+        timeout: float = 0.5,
+        cache_ttl: float = 5.0,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.client = client if client is not None else client_from_url(url, timeout)
+        self.prefix = prefix
+        self.channel = f"{prefix}invalidate"
+        self.cache = RecordCache(cache_ttl)
+        self._listening = threading.Event()
+        self._closed = threading.Event()
+        self._listener_pid: int | None = None
+        self._start_lock = threading.Lock()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        if self._listener_pid != os.getpid():
+            self._start_listener()
+        if self._listening.is_set():
+            entry = self.cache.get(key_id)
+            if entry is not None:
+                return entry[0]
+        generation = self.cache.generation
+        with translate_errors():
+            raw = self.client.get(self._key(key_id))
+        record = self._parse(raw, key_id)
+        if self._listening.is_set():
+            self.cache.put(key_id, record, generation)
+        return record
+
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        with translate_errors():
+            key_id = self.client.hget(f"{self.prefix}imported", digest)
+        return None if key_id is None else self.get(key_id)
+
+    def records(self) -> list[KeyRecord]:
+        with translate_errors():
+            ids = sorted(self.client.smembers(f"{self.prefix}ids"))
+            raws = self.client.mget([self._key(key_id) for key_id in ids]) if ids else []
+        return [
+            record
+            for key_id, raw in zip(ids, raws)
+            if (record := self._parse(raw, key_id)) is not None
+        ]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def save(self, *records: KeyRecord) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for record in records:
+            pipe.set(self._key(record.key_id), json.dumps(record.to_dict()))
+            pipe.sadd(f"{self.prefix}ids", record.key_id)
+            if record.imported:
+                pipe.hset(f"{self.prefix}imported", record.digest, record.key_id)
+        for record in records:
+            pipe.publish(self.channel, record.key_id)
+        with translate_errors():
+            pipe.execute()
+        for record in records:
+            self.cache.discard(record.key_id)
+
+    def check(self) -> None:
+        with translate_errors():
+            self.client.ping()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.client.close()
+
+    # -- invalidation ------------------------------------------------------------------
+
+    def _start_listener(self) -> None:
+        # Started on first use in each process, not in __init__: a thread started before
+        # gunicorn forks its workers does not exist in them.
+        with self._start_lock:
+            if self._listener_pid == os.getpid():
+                return
+            self._listener_pid = os.getpid()
+            self._listening.clear()
+            self.cache.clear()
+            thread = threading.Thread(target=self._listen, name="guard-invalidate", daemon=True)
+            thread.start()
+
+    def _listen(self) -> None:
+        while not self._closed.is_set():
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                while not self._closed.is_set():
+                    self._handle(pubsub.get_message(timeout=1.0))
+            except (redis.RedisError, OSError):
+                pass
+            finally:
+                # Messages may have been missed while disconnected: trust nothing cached.
+                self._listening.clear()
+                self.cache.clear()
+                pubsub.close()
+            self._closed.wait(0.2)
+
+    def _handle(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        if message["type"] == "subscribe":
+            self.cache.clear()
+            self._listening.set()
+        elif message["type"] == "message":
+            self.cache.discard(message["data"])
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _key(self, key_id: str) -> str:
+        return f"{self.prefix}key:{key_id}"
+
+    def _parse(self, raw: str | None, key_id: str) -> KeyRecord | None:
+        if raw is None:
+            return None
+        try:
+            return KeyRecord.from_dict(json.loads(raw))
+        except (ValueError, InvalidRecord) as exc:
+            # A record the guard cannot read must refuse the request, not crash it.
+            raise StoreUnavailable(f"redis: unreadable record for key {key_id!r}") from exc

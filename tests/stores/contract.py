@@ -1,0 +1,90 @@
+"""What every credential store must do, run against each backend by subclassing.
+
+A subclass provides ``make_store(records)``: a store holding exactly ``records``.
+Writable backends also run :class:`WritableStoreContract`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from stores import KeyNotFound, KeyRecord, KeyStore, ReadOnlyStore
+
+MakeStore = Callable[[Sequence[KeyRecord]], KeyStore]
+
+ALICE = KeyRecord(
+    key_id="0123456789abcdef",
+    name="alice",
+    digest="a" * 64,
+    pepper_id="p1",
+    created_at=1_800_000_000.0,
+    scopes=("orders:read", "orders:write"),
+    expires_at=1_900_000_000.0,
+    rate_limit="100/minute",
+    metadata={"team": "payments"},
+)
+LEGACY = KeyRecord(
+    key_id="fedcba9876543210", name="legacy", digest="b" * 64, pepper_id="p1",
+    created_at=1_700_000_000, imported=True,
+)
+
+
+class StoreContract:
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        raise NotImplementedError
+
+    def test_get_returns_the_record_as_saved(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE])
+        assert store.get(ALICE.key_id) == ALICE
+
+    def test_get_unknown_id_returns_none(self, make_store: MakeStore) -> None:
+        assert make_store([ALICE]).get("ffffffffffffffff") is None
+
+    def test_require_unknown_id_raises_key_not_found(self, make_store: MakeStore) -> None:
+        with pytest.raises(KeyNotFound) as info:
+            make_store([]).require("ffffffffffffffff")
+        assert info.value.key_id == "ffffffffffffffff"
+
+    def test_find_digest_finds_imported_keys_only(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE, LEGACY])
+        assert store.find_digest(LEGACY.digest) == LEGACY
+        assert store.find_digest(ALICE.digest) is None
+
+    def test_records_lists_every_key(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE, LEGACY])
+        assert sorted(store.records(), key=lambda r: r.name) == [ALICE, LEGACY]
+
+    def test_check_passes_when_the_backend_answers(self, make_store: MakeStore) -> None:
+        make_store([]).check()
+
+
+class WritableStoreContract(StoreContract):
+    def test_save_replaces_a_record_and_readers_see_the_new_one(
+        self, make_store: MakeStore
+    ) -> None:
+        store = make_store([ALICE])
+        assert store.get(ALICE.key_id) == ALICE  # warm any cache
+        revoked = dataclasses.replace(ALICE, revoked_at=1_850_000_000.0)
+        store.save(revoked)
+        assert store.get(ALICE.key_id) == revoked
+
+    def test_save_stores_several_records_together(self, make_store: MakeStore) -> None:
+        store = make_store([])
+        store.save(ALICE, LEGACY)
+        assert {r.key_id for r in store.records()} == {ALICE.key_id, LEGACY.key_id}
+        assert store.find_digest(LEGACY.digest) == LEGACY
+
+    def test_is_not_read_only(self, make_store: MakeStore) -> None:
+        assert make_store([]).read_only is False
+
+
+class ReadOnlyStoreContract(StoreContract):
+    def test_save_is_refused_with_a_clear_error(self, make_store: MakeStore) -> None:
+        store = make_store([])
+        assert store.read_only is True
+        with pytest.raises(ReadOnlyStore, match="read-only"):
+            store.save(ALICE)

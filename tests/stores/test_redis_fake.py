@@ -1,0 +1,50 @@
+"""The contract on fakeredis: fast, and enough to pin down the Redis store's logic.
+The same contract runs on a real redis-server in tests/integration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import fakeredis
+import pytest
+
+from stores import KeyRecord, RedisStore, StoreUnavailable
+from tests.stores.contract import ALICE, MakeStore, WritableStoreContract
+
+
+class TestFakeRedisStore(WritableStoreContract):
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        def make(records: Sequence[KeyRecord]) -> RedisStore:
+            store = RedisStore("redis://", client=fakeredis.FakeRedis(decode_responses=True))
+            store.save(*records)
+            return store
+
+        return make
+
+
+def test_unreadable_record_is_unavailable_not_a_crash() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    client.set(f"guard:key:{ALICE.key_id}", "{garbage")
+    with pytest.raises(StoreUnavailable, match="unreadable record"):
+        RedisStore("redis://", client=client).get(ALICE.key_id)
+
+
+def test_driver_errors_become_store_unavailable() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    store = RedisStore("redis://", client=fakeredis.FakeRedis(server=server))
+    with pytest.raises(StoreUnavailable) as info:
+        store.get(ALICE.key_id)
+    assert info.value.__cause__ is not None
+    with pytest.raises(StoreUnavailable):
+        store.save(ALICE)
+    with pytest.raises(StoreUnavailable):
+        store.check()
+
+
+def test_key_prefix_is_configurable() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    RedisStore("redis://", client=client, prefix="svc-a:").save(ALICE)
+    assert client.exists(f"svc-a:key:{ALICE.key_id}")
+    assert RedisStore("redis://", client=client, prefix="svc-b:").get(ALICE.key_id) is None

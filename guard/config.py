@@ -33,7 +33,7 @@ class GuardConfig:
     #: Older signing secrets and peppers that still verify, oldest first.
     secret_key_fallbacks: tuple[str, ...] = ()
     pepper_fallbacks: tuple[str, ...] = ()
-    token_prefix: str = "gk_"
+    token_prefix: str = "gk_"  # noqa: S105 - a label for scanners, not a secret
     store_url: str = "memory://"
     store_prefix: str = "guard:"
     #: Seconds a store call may take before the request is refused with 503.
@@ -51,7 +51,7 @@ class GuardConfig:
             may hold other ``GUARD_`` variables.
         :raises ConfigurationError: naming the first bad setting.
         """
-        values = {k[len(PREFIX):].lower(): v for k, v in mapping.items() if k.startswith(PREFIX)}
+        values = {k[len(PREFIX) :].lower(): v for k, v in mapping.items() if k.startswith(PREFIX)}
         known = {field.name: field for field in dataclasses.fields(cls)}
         if strict:
             ignored = {_env_variable(values.get("store_url"))}
@@ -89,8 +89,7 @@ class GuardConfig:
             raise ConfigurationError("GUARD_PEPPER must differ from GUARD_SECRET_KEY")
         if not re.fullmatch(r"[a-z][a-z0-9]{0,15}_", self.token_prefix):
             raise ConfigurationError(
-                "GUARD_TOKEN_PREFIX must be lowercase letters and digits ending in '_', "
-                "e.g. 'gk_'"
+                "GUARD_TOKEN_PREFIX must be lowercase letters and digits ending in '_', e.g. 'gk_'"
             )
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
             raise ConfigurationError(

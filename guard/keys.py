@@ -26,7 +26,7 @@ class Reason(enum.Enum):
     MALFORMED = "malformed"
     BAD_SIGNATURE = "bad_signature"
     UNKNOWN_KEY = "unknown_key"
-    WRONG_SECRET = "wrong_secret"
+    WRONG_SECRET = "wrong_secret"  # noqa: S105 - a reason code, not a secret
     EXPIRED = "expired"
     REVOKED = "revoked"
     ROTATED = "rotated"
@@ -214,8 +214,6 @@ class Keys:
         """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time)."""
         record = self.store.require(key_id)
         if record.revoked_at is None:
-            record = dataclasses.replace(
-                record, revoked_at=self.clock() if now is None else now
-            )
+            record = dataclasses.replace(record, revoked_at=self.clock() if now is None else now)
             self.store.save(record)
         return record

@@ -77,8 +77,7 @@ class TokenCodec:
         derived = [_mac(_bytes(key), SALT) for key in secret_keys]
         self._signer = Signer(derived, key_derivation="none", digest_method=hashlib.sha256)
         self._peppers = {
-            _mac(_bytes(pepper), b"guard.pepper-id")[:4].hex(): _bytes(pepper)
-            for pepper in peppers
+            _mac(_bytes(pepper), b"guard.pepper-id")[:4].hex(): _bytes(pepper) for pepper in peppers
         }
         self._pepper_id = next(reversed(self._peppers))
         self.prefix = prefix

@@ -27,7 +27,7 @@ def parse_records(text: str, source: str) -> dict[str, KeyRecord]:
     """
     try:
         entries = json.loads(text) if text.strip() else []
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidRecord(f"{source}: not valid JSON ({exc.msg})") from None
     if not isinstance(entries, list):
         raise InvalidRecord(f"{source}: must be a JSON array of key records")

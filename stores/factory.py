@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,8 +12,8 @@ from .errors import InvalidStoreURL
 from .memory import MemoryStore
 from .redis import RedisStore
 
-#: Scheme -> store class. Options a class does not take are ignored for it.
-SCHEMES: dict[str, type[KeyStore]] = {
+#: Scheme -> store class.
+SCHEMES: dict[str, Callable[..., KeyStore]] = {
     scheme: cls for cls in (MemoryStore, EnvStore, RedisStore) for scheme in cls.schemes
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+
 from .base import KeyRecord, KeyStore, index_imported
 
 

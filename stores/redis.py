@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,7 +40,7 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable(f"redis: {exc}") from exc
 
 
-def client_from_url(url: str, timeout: float) -> redis.Redis:
+def client_from_url(url: str, timeout: float) -> redis.Redis[str]:
     """A redis-py client that gives up after ``timeout`` seconds.
 
     redis-py's default retries three times with exponential backoff, which would hold a
@@ -69,7 +69,7 @@ class RedisStore(KeyStore):
         prefix: str = "guard:",
         timeout: float = 0.5,
         cache_ttl: float = 5.0,
-        client: redis.Redis | None = None,
+        client: redis.Redis[str] | None = None,
     ) -> None:
         self.client = client if client is not None else client_from_url(url, timeout)
         self.prefix = prefix
@@ -108,7 +108,7 @@ class RedisStore(KeyStore):
             raws = self.client.mget([self._key(key_id) for key_id in ids]) if ids else []
         return [
             record
-            for key_id, raw in zip(ids, raws)
+            for key_id, raw in zip(ids, raws, strict=True)
             if (record := self._parse(raw, key_id)) is not None
         ]
 
@@ -157,7 +157,8 @@ class RedisStore(KeyStore):
                 pubsub.subscribe(self.channel)
                 while not self._closed.is_set():
                     self._handle(pubsub.get_message(timeout=1.0))
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, OSError, ValueError):
+                # ValueError: close() shut the connection under a blocked read.
                 pass
             finally:
                 # Messages may have been missed while disconnected: trust nothing cached.

@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from guard import GuardConfig, Keys, TokenCodec
 from stores import MemoryStore

@@ -47,10 +47,20 @@ class RedisServer:
 
     def start(self) -> None:
         # S603: the arguments are ours, not user input.
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra,
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -62,7 +72,7 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.02)
             finally:
                 client.close()

@@ -27,8 +27,12 @@ ALICE = KeyRecord(
     metadata={"team": "payments"},
 )
 LEGACY = KeyRecord(
-    key_id="fedcba9876543210", name="legacy", digest="b" * 64, pepper_id="p1",
-    created_at=1_700_000_000, imported=True,
+    key_id="fedcba9876543210",
+    name="legacy",
+    digest="b" * 64,
+    pepper_id="p1",
+    created_at=1_700_000_000,
+    imported=True,
 )
 
 

@@ -1,0 +1,121 @@
+"""The Redis store against a real redis-server, several clients standing in for workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+
+from guard import Keys, Reason, TokenCodec
+from stores import KeyRecord, RedisStore, StoreUnavailable, from_url
+from tests.redis_server import RedisServer
+from tests.stores.contract import MakeStore, WritableStoreContract
+
+pytestmark = pytest.mark.redis
+
+Connect = Callable[..., RedisStore]
+
+
+@pytest.fixture
+def connect(redis_url: str) -> Iterator[Connect]:
+    """Opens stores on the real server, each with its own client, like separate workers."""
+    opened: list[RedisStore] = []
+
+    def make(cache_ttl: float = 5.0) -> RedisStore:
+        store = from_url(redis_url, cache_ttl=cache_ttl, timeout=0.5)
+        assert isinstance(store, RedisStore)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+class TestRealRedisStore(WritableStoreContract):
+    @pytest.fixture
+    def make_store(self, connect: Connect) -> MakeStore:
+        def make(records: Sequence[KeyRecord]) -> RedisStore:
+            store = connect()
+            store.save(*records)
+            return store
+
+        return make
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``condition()`` held; fails the test after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"condition not reached within {timeout}s")
+        time.sleep(0.001)
+    return time.monotonic() - start
+
+
+def cached(store: RedisStore, key_id: str) -> bool:
+    return store.cache.get(key_id) is not None
+
+
+def test_revocation_reaches_another_worker_well_under_a_second(
+    connect: Connect, codec: TokenCodec
+) -> None:
+    operator = Keys(connect(), codec)
+    worker_store = connect(cache_ttl=3600)
+    worker = Keys(worker_store, codec)
+    token, record = operator.create("alice")
+    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
+    operator.revoke(record.key_id)
+    # The cache would keep the record for an hour: only the message can refuse it now.
+    wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=1.0)
+
+
+def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
+    connect: Connect, redis_server: RedisServer, codec: TokenCodec
+) -> None:
+    worker_store = connect(cache_ttl=0.3)
+    worker = Keys(worker_store, codec)
+    token, record = Keys(connect(), codec).create("alice")
+    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
+    # Revoke behind the store's back, so no invalidation message is ever sent.
+    revoked = dataclasses.replace(record, revoked_at=1.0)
+    with redis_server.client() as raw:
+        raw.set(f"guard:key:{record.key_id}", json.dumps(revoked.to_dict()))
+    assert worker.verify(token).ok
+    wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=2.0)
+
+
+def test_outage_is_unavailable_and_recovers_without_a_restart(
+    connect: Connect, redis_server: RedisServer, codec: TokenCodec
+) -> None:
+    store = connect()
+    keys = Keys(store, codec)
+    token, record = keys.create("alice")
+    wait_until(lambda: keys.verify(token).ok and cached(store, record.key_id), 5)
+    redis_server.stop()
+    try:
+        # The listener loses its subscription and drops the cache; lookups then fail.
+        wait_until(lambda: keys.verify(token).reason is Reason.UNAVAILABLE, timeout=3.0)
+        with pytest.raises(StoreUnavailable):
+            store.check()
+    finally:
+        redis_server.start()
+    # The server came back empty (no persistence in tests): the point is that the store
+    # answers again by itself, with no restart of the client.
+    wait_until(lambda: keys.verify(token).reason is Reason.UNKNOWN_KEY, timeout=5.0)
+
+
+def test_a_hung_redis_is_given_up_on_within_the_timeout(
+    connect: Connect, redis_server: RedisServer, codec: TokenCodec
+) -> None:
+    keys = Keys(connect(cache_ttl=0), codec)
+    token, _ = keys.create("alice")
+    assert redis_server.process is not None
+    with redis_server.client() as raw:
+        raw.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+    start = time.monotonic()
+    assert keys.verify(token).reason is Reason.UNAVAILABLE
+    assert time.monotonic() - start < 1.5  # 0.5 s timeout, no retry on timeouts

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import pytest
+
+from guard import Keys, KeyStateError, Reason, TokenCodec
+from stores import KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
+from tests.conftest import Clock
+
+DAY = 86_400.0
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts lookups, or fails every one when ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        self.down = False
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        self.lookups += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return super().get(key_id)
+
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        self.lookups += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return super().find_digest(digest)
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore()
+
+
+@pytest.fixture
+def keys(store: CountingStore, codec: TokenCodec, clock: Clock) -> Keys:
+    return Keys(store, codec, clock=clock)
+
+
+def test_created_key_verifies_with_its_record(keys: Keys) -> None:
+    token, record = keys.create("alice", scopes=["orders:read"], rate_limit="10/second")
+    verdict = keys.verify(token)
+    assert verdict.ok
+    assert verdict.record == record
+    assert record.scopes == ("orders:read",)
+    assert token not in repr(record)
+
+
+def test_forged_token_is_refused_without_a_store_lookup(keys: Keys, store: CountingStore) -> None:
+    token, _ = keys.create("alice")
+    forged = TokenCodec(["f" * 32], ["p" * 32]).issue(token[3:19]).token
+    for candidate in (forged, "Bearer nonsense", token[:-2], ""):
+        assert not keys.verify(candidate).ok
+    assert store.lookups == 0
+
+
+def test_expired_key_is_refused_as_expired(keys: Keys, clock: Clock) -> None:
+    token, _ = keys.create("alice", expires_in=DAY)
+    clock.advance(DAY - 1)
+    assert keys.verify(token).ok
+    clock.advance(1)
+    assert keys.verify(token).reason is Reason.EXPIRED
+
+
+def test_revoked_key_is_refused_as_revoked(keys: Keys) -> None:
+    token, record = keys.create("alice")
+    keys.revoke(record.key_id)
+    verdict = keys.verify(token)
+    assert verdict.reason is Reason.REVOKED
+    assert verdict.key_id == record.key_id
+
+
+def test_revoking_twice_keeps_the_first_time(keys: Keys, clock: Clock) -> None:
+    _, record = keys.create("alice")
+    first = keys.revoke(record.key_id)
+    clock.advance(60)
+    assert keys.revoke(record.key_id).revoked_at == first.revoked_at
+
+
+def test_rotated_key_is_valid_through_grace_then_refused_as_rotated(
+    keys: Keys, clock: Clock
+) -> None:
+    old_token, old = keys.create("alice", scopes=["a"], rate_limit="5/second", expires_in=DAY)
+    new_token, new = keys.rotate(old.key_id, grace=3600)
+    assert (new.name, new.scopes, new.rate_limit, new.replaces) == (
+        "alice",
+        ("a",),
+        "5/second",
+        old.key_id,
+    )
+    assert new.expires_at == clock.now + DAY
+    clock.advance(3599)
+    assert keys.verify(old_token).ok
+    assert keys.verify(new_token).ok
+    clock.advance(1)
+    assert keys.verify(old_token).reason is Reason.ROTATED
+    assert keys.verify(new_token).ok
+
+
+def test_a_key_is_never_rotated_twice(keys: Keys) -> None:
+    _, old = keys.create("alice")
+    keys.rotate(old.key_id, grace=60)
+    with pytest.raises(KeyStateError, match="already rotated"):
+        keys.rotate(old.key_id, grace=60)
+
+
+def test_revoked_key_cannot_be_rotated(keys: Keys) -> None:
+    _, old = keys.create("alice")
+    keys.revoke(old.key_id)
+    with pytest.raises(KeyStateError, match="revoked"):
+        keys.rotate(old.key_id, grace=60)
+
+
+def test_lifecycle_on_unknown_id_raises_key_not_found(keys: Keys) -> None:
+    with pytest.raises(KeyNotFound):
+        keys.revoke("ffffffffffffffff")
+    with pytest.raises(KeyNotFound):
+        keys.rotate("ffffffffffffffff", grace=1)
+
+
+def test_unknown_key_and_wrong_secret_have_their_own_reasons(keys: Keys, codec: TokenCodec) -> None:
+    unknown = codec.issue("ffffffffffffffff").token
+    assert keys.verify(unknown).reason is Reason.UNKNOWN_KEY
+    _, record = keys.create("alice")
+    other_secret = codec.issue(record.key_id).token  # right id, signed, other secret
+    assert keys.verify(other_secret).reason is Reason.WRONG_SECRET
+
+
+def test_unavailable_store_gives_unavailable_never_valid(keys: Keys, store: CountingStore) -> None:
+    token, _ = keys.create("alice")
+    store.down = True
+    assert keys.verify(token).reason is Reason.UNAVAILABLE
+
+
+def test_imported_secret_verifies_only_when_imported_keys_are_accepted(
+    store: CountingStore, codec: TokenCodec, clock: Clock
+) -> None:
+    legacy = "legacy-api-key-from-2019"
+    Keys(store, codec).import_secret(legacy, "billing", scopes=["invoices:read"])
+    assert Keys(store, codec).verify(legacy).reason is Reason.MALFORMED
+    assert store.lookups == 0
+
+    accepting = Keys(store, codec, accept_imported=True, clock=clock)
+    verdict = accepting.verify(legacy)
+    assert verdict.ok and verdict.record is not None
+    assert verdict.record.scopes == ("invoices:read",)
+    assert legacy not in repr(verdict.record)
+    assert accepting.verify("some-other-secret").reason is Reason.UNKNOWN_KEY
+    store.down = True
+    assert accepting.verify(legacy).reason is Reason.UNAVAILABLE
+
+
+def test_imported_key_id_is_not_usable_as_a_signed_token(keys: Keys, codec: TokenCodec) -> None:
+    record = keys.import_secret("legacy", "billing")
+    assert keys.verify(codec.issue(record.key_id).token).reason is Reason.UNKNOWN_KEY
+
+
+def test_imported_secret_survives_a_pepper_rotation(store: CountingStore) -> None:
+    old = TokenCodec(["s" * 32], ["o" * 32])
+    Keys(store, old).import_secret("legacy", "billing")
+    rotated = TokenCodec(["s" * 32], ["o" * 32, "n" * 32])
+    assert Keys(store, rotated, accept_imported=True).verify("legacy").ok
+
+
+@pytest.mark.parametrize("secret", ["", "x" * 513, "line\nbreak"])
+def test_import_refuses_unusable_secrets(keys: Keys, secret: str) -> None:
+    with pytest.raises(ValueError, match="printable"):
+        keys.import_secret(secret, "bad")

@@ -52,7 +52,10 @@ def main() -> None:
             ("memory store", per_call(lambda: memory.verify(token), args.calls)),
             ("forged token (no store call)", per_call(lambda: memory.verify(forged), args.calls)),
             ("redis store, cache warm", per_call(lambda: warm.verify(redis_token), args.calls)),
-            ("redis store, cache cold (1 GET)", per_call(lambda: cold.verify(redis_token), args.calls)),
+            (
+                "redis store, cache cold (1 GET)",
+                per_call(lambda: cold.verify(redis_token), args.calls),
+            ),
         ]
         width = max(len(name) for name, _ in rows)
         print(f"{'verification':<{width}}  µs/call")

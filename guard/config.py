@@ -13,6 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import limits
+import limits.strategies
+
 from stores import EnvStore, InvalidStoreURL
 
 from .errors import ConfigurationError
@@ -26,13 +29,14 @@ MIN_SECRET_LENGTH = 32
 class GuardConfig:
     """The guard's settings. Field ``x`` is read from ``GUARD_X``; see ``.env.example``."""
 
+    # The secrets are left out of repr(), so a logged config never shows them.
     #: Signs tokens. Required, at least 32 characters.
-    secret_key: str
+    secret_key: str = dataclasses.field(repr=False)
     #: Digests secrets for storage. Required, at least 32 characters.
-    pepper: str
+    pepper: str = dataclasses.field(repr=False)
     #: Older signing secrets and peppers that still verify, oldest first.
-    secret_key_fallbacks: tuple[str, ...] = ()
-    pepper_fallbacks: tuple[str, ...] = ()
+    secret_key_fallbacks: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    pepper_fallbacks: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     token_prefix: str = "gk_"  # noqa: S105 - a label for scanners, not a secret
     store_url: str = "memory://"
     store_prefix: str = "guard:"
@@ -41,6 +45,34 @@ class GuardConfig:
     #: Seconds a cached key record may be used without hearing from the store.
     store_cache_ttl: float = 5.0
     accept_imported_keys: bool = False
+    #: The realm named in ``WWW-Authenticate``.
+    realm: str = "api"
+    #: Default per-key limit; a key's own ``rate_limit`` overrides it.
+    rate_limit: str = "600/minute"
+    #: Failed authentications allowed per client address; past it every attempt from
+    #: that address is refused with 429 without being checked, so guessing is throttled.
+    failed_auth_limit: str = "30/minute"
+    ratelimit_storage_url: str = "memory://"
+    ratelimit_strategy: str = "fixed-window"
+    #: When the limiter's storage is down: false refuses with 503 (fail closed), true
+    #: lets authenticated requests through unlimited. Authentication always fails closed.
+    ratelimit_fail_open: bool = False
+    #: Allowed browser origins (exact ``scheme://host[:port]``), comma-separated; empty
+    #: turns CORS off.
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    cors_allow_headers: tuple[str, ...] = ("Authorization", "Content-Type", "X-Request-ID")
+    cors_max_age: int = 600
+    #: Redirect plain-HTTP requests to HTTPS. Turn off only for local development.
+    force_https: bool = True
+    hsts_max_age: int = 31_536_000
+    #: Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted
+    #: (werkzeug's ProxyFix hop count). 0 ignores those headers from everyone.
+    trusted_proxies: int = 0
+    #: Largest request body in bytes (413 past it).
+    max_content_length: int = 1_048_576
+    #: Content types a request body may have (415 otherwise); empty accepts any.
+    content_types: tuple[str, ...] = ("application/json",)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = True) -> GuardConfig:
@@ -91,6 +123,30 @@ class GuardConfig:
             raise ConfigurationError(
                 "GUARD_TOKEN_PREFIX must be lowercase letters and digits ending in '_', e.g. 'gk_'"
             )
+        for name in ("rate_limit", "failed_auth_limit"):
+            try:
+                limits.parse(getattr(self, name))
+            except ValueError:
+                raise ConfigurationError(
+                    f"{PREFIX}{name.upper()} must be a rate limit such as '600/minute', "
+                    f"not {getattr(self, name)!r}"
+                ) from None
+        if self.ratelimit_strategy not in limits.strategies.STRATEGIES:
+            known = ", ".join(limits.strategies.STRATEGIES)
+            raise ConfigurationError(f"GUARD_RATELIMIT_STRATEGY must be one of {known}")
+        for origin in self.cors_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ConfigurationError(
+                    f"GUARD_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ConfigurationError(
+                "GUARD_CORS_ORIGINS='*' with GUARD_CORS_ALLOW_CREDENTIALS would let any site "
+                "make credentialed requests: list the allowed origins instead"
+            )
+        for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
             raise ConfigurationError(
                 "GUARD_STORE_TIMEOUT must be positive and GUARD_STORE_CACHE_TTL not negative"
@@ -133,6 +189,12 @@ def _coerce(setting: str, kind: Any, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
+    elif kind == "int":
+        try:
+            if not isinstance(value, (bool, float)):
+                return int(value)
+        except (TypeError, ValueError):
+            pass
     elif kind == "float":
         try:
             if not isinstance(value, bool):
@@ -153,6 +215,7 @@ def _coerce(setting: str, kind: Any, value: Any) -> Any:
 _DESCRIPTIONS = {
     "bool": "boolean (true/false, 1/0, yes/no, on/off)",
     "float": "number",
+    "int": "whole number",
     "tuple[str, ...]": "comma-separated list",
     "str": "string",
 }

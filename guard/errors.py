@@ -1,12 +1,32 @@
-"""Errors raised by the guard.
+"""Errors raised by the guard, and how a refused request is answered.
 
 ::
 
     GuardError
-      ConfigurationError    a missing, unknown or unsafe setting; raised at start-up
+      ConfigurationError        a missing, unknown or unsafe setting; raised at start-up
+      RequestRejected           also a werkzeug HTTPException, so app error handlers see it
+        InvalidRequest            400  error="invalid_request"   malformed Authorization
+        AuthenticationRequired    401  (no error code)           no credentials
+        InvalidToken              401  error="invalid_token"     forged, unknown, expired...
+        InsufficientScope         403  error="insufficient_scope"
+        PayloadTooLarge           413
+        UnsupportedMediaType      415
+        RateLimited               429  + Retry-After
+        GuardUnavailable          503  + Retry-After             the store did not answer
+
+A refusal tells the client no more than it needs: every bad token is the same
+``invalid_token``, and the precise ``reason`` goes to the audit entry only.
 """
 
 from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from werkzeug.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 class GuardError(Exception):
@@ -15,3 +35,85 @@ class GuardError(Exception):
 
 class ConfigurationError(GuardError, ValueError):
     """A setting is missing, unknown or unsafe; the message names it."""
+
+
+class RequestRejected(GuardError, HTTPException):
+    """A request the guard refused. Rendered as JSON with the request id.
+
+    :param reason: the precise cause, for the audit entry (never sent to the client).
+    """
+
+    code: int = 400
+    error: ClassVar[str] = "invalid_request"
+    message: ClassVar[str] = "The request was refused."
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        request_id: str = "",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(self.message)
+        self.reason = reason
+        self.request_id = request_id
+        self.extra_headers = headers or []
+
+    def get_headers(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), *self.extra_headers]
+
+    def get_body(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> str:
+        body = {"error": self.error, "message": self.message, "request_id": self.request_id}
+        return json.dumps(body)
+
+
+class InvalidRequest(RequestRejected):
+    code = 400
+    error = "invalid_request"
+    message = "The Authorization header is malformed: send 'Authorization: Bearer <token>'."
+
+
+class AuthenticationRequired(RequestRejected):
+    code = 401
+    error = "unauthorized"
+    message = "An API key is required: send 'Authorization: Bearer <token>'."
+
+
+class InvalidToken(RequestRejected):
+    code = 401
+    error = "invalid_token"
+    message = "The API key is not valid."
+
+
+class InsufficientScope(RequestRejected):
+    code = 403
+    error = "insufficient_scope"
+    message = "The API key does not grant access to this resource."
+
+
+class PayloadTooLarge(RequestRejected):
+    code = 413
+    error = "payload_too_large"
+    message = "The request body is too large."
+
+
+class UnsupportedMediaType(RequestRejected):
+    code = 415
+    error = "unsupported_media_type"
+    message = "The request body must be JSON (Content-Type: application/json)."
+
+
+class RateLimited(RequestRejected):
+    code = 429
+    error = "rate_limited"
+    message = "Too many requests: retry after the time in the Retry-After header."
+
+
+class GuardUnavailable(RequestRejected):
+    code = 503
+    error = "unavailable"
+    message = "The service cannot check credentials right now: retry shortly."

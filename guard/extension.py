@@ -1,0 +1,309 @@
+"""The Flask extension: wires the guard's stages in front of every request.
+
+Before each request, in order: request id, HTTPS redirection, CORS preflight, the view's
+policy, the failed-attempt throttle, authentication, the per-key limit, scopes, request
+criteria. After it: request id, security, CORS, cache and rate-limit headers. When the
+request context ends: one audit entry, also for errors that escaped every handler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flask_limiter
+import limits.errors
+from flask import Flask, Response, current_app, g, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from stores import KeyRecord
+
+from . import audit, policy
+from .auth import MalformedCredentials, MissingCredentials, bearer_token
+from .config import GuardConfig
+from .cors import Cors
+from .errors import (
+    AuthenticationRequired,
+    GuardUnavailable,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    PayloadTooLarge,
+    RateLimited,
+    RequestRejected,
+    UnsupportedMediaType,
+)
+from .headers import SecurityHeaders
+from .keys import Keys, Reason
+from .policy import Policy, View
+from .ratelimit import LimiterUnavailable, RateLimits
+from .state import RequestState, request_id
+
+#: Seconds a client is told to wait when the store or limiter is down.
+RETRY_AFTER_UNAVAILABLE = "5"
+
+
+@dataclasses.dataclass
+class GuardState:
+    """Everything the guard built for one app, in ``app.extensions["guard"]``."""
+
+    config: GuardConfig
+    keys: Keys
+    limits: RateLimits
+    headers: SecurityHeaders
+    cors: Cors
+    #: Endpoint -> policy, filled on first use (views may be added after init_app).
+    policies: dict[str | None, Policy] = dataclasses.field(default_factory=dict)
+
+
+class Guard:
+    """Protects every view of an app: ``Guard(app)`` or ``guard.init_app(app)``.
+
+    Settings come from ``app.config`` (``GUARD_*``, see ``.env.example``); keyword
+    arguments override them, named without the prefix: ``Guard(app, rate_limit="5/second")``.
+    """
+
+    def __init__(self, app: Flask | None = None, **settings: Any) -> None:
+        self._settings = {f"GUARD_{name.upper()}": value for name, value in settings.items()}
+        self._limiter: flask_limiter.Limiter | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Check the settings and install the guard on ``app``.
+
+        :raises ConfigurationError: for a missing, unknown or unsafe setting.
+        """
+        config = GuardConfig.from_mapping({**app.config, **self._settings})
+        state = GuardState(
+            config=config,
+            keys=Keys.from_config(config),
+            limits=RateLimits(config),
+            headers=SecurityHeaders(config),
+            cors=Cors(config, app),
+        )
+        app.extensions["guard"] = state
+        if config.trusted_proxies:
+            hops = config.trusted_proxies
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        if app.config.get("MAX_CONTENT_LENGTH") is None and config.max_content_length:
+            app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+        # First before-request hook and last after-request hook, so the guard sees every
+        # request before other extensions and every response as it finally leaves.
+        app.before_request_funcs.setdefault(None, []).insert(0, lambda: _before(state))
+        app.after_request_funcs.setdefault(None, []).insert(0, lambda r: _after(state, r))
+        app.teardown_request(_teardown)
+        app.register_error_handler(RequestEntityTooLarge, _too_large)
+        app.register_error_handler(limits.errors.StorageError, _limiter_down)
+        if self._limiter is not None:
+            self._init_limiter(app, config)
+
+    # -- the decorators --------------------------------------------------------------
+
+    def exempt(self, view: View) -> View:
+        """Let requests reach ``view`` with no key and no limit (health checks)."""
+        return policy.update(view, exempt=True)
+
+    def require(self, *scopes: str) -> Callable[[View], View]:
+        """Refuse (403) keys that lack any of ``scopes``. Place it below ``@app.route``."""
+        return lambda view: policy.update(view, scopes=scopes)
+
+    def accepts(self, *content_types: str) -> Callable[[View], View]:
+        """Let ``view`` take bodies of ``content_types`` instead of GUARD_CONTENT_TYPES."""
+        return lambda view: policy.update(view, content_types=content_types)
+
+    # -- for views -------------------------------------------------------------------
+
+    @property
+    def current_key(self) -> KeyRecord | None:
+        """The key that authenticated the current request (``None`` on exempt views)."""
+        state: RequestState | None = g.get("_guard")
+        return None if state is None else state.key
+
+    @property
+    def keys(self) -> Keys:
+        """Key operations on the current app's store."""
+        state: GuardState = current_app.extensions["guard"]
+        return state.keys
+
+    @property
+    def limiter(self) -> flask_limiter.Limiter:
+        """A Flask-Limiter for per-route limits (``@guard.limiter.limit("5/minute")``),
+        on the guard's storage, keyed by key id. Built on first use: apps that do not use
+        it do not pay for its request hooks."""
+        if self._limiter is None:
+            self._limiter = flask_limiter.Limiter(_limit_key, headers_enabled=False)
+        return self._limiter
+
+    def _init_limiter(self, app: Flask, config: GuardConfig) -> None:
+        app.config.setdefault("RATELIMIT_STORAGE_URI", config.ratelimit_storage_url)
+        app.config.setdefault("RATELIMIT_STRATEGY", config.ratelimit_strategy)
+        self.limiter.init_app(app)
+        app.register_error_handler(flask_limiter.RateLimitExceeded, _route_limited)
+
+
+def _limit_key() -> str:
+    state: RequestState | None = g.get("_guard")
+    if state is not None and state.key is not None:
+        return state.key.key_id
+    return request.remote_addr or "-"
+
+
+# -- the request pipeline --------------------------------------------------------------
+
+
+def _before(gs: GuardState) -> ResponseReturnValue | None:
+    state = RequestState(request_id(request.headers.get("X-Request-ID")))
+    g._guard = state
+    redirect = gs.headers.https_redirect(request)
+    if redirect is not None:
+        state.reason = "https_redirect"
+        return redirect
+    if gs.cors.is_preflight(request):
+        state.reason = "preflight"
+        return Response(status=204)
+    view_policy = gs.policies.get(request.endpoint)
+    if view_policy is None:
+        view_policy = gs.policies[request.endpoint] = policy.of(
+            current_app.view_functions.get(request.endpoint or "")
+        )
+    if view_policy.exempt:
+        state.reason = "exempt"
+        return None
+    try:
+        _authenticate(gs, state)
+        _limit(gs, state)
+    except LimiterUnavailable:
+        if not gs.config.ratelimit_fail_open:
+            _reject(state, GuardUnavailable, "limiter_unavailable", _retry_later())
+        state.reason = "limiter_unavailable"
+    _check_scopes(gs, state, view_policy)
+    _check_body(gs, state, view_policy)
+    return None
+
+
+def _authenticate(gs: GuardState, state: RequestState) -> None:
+    address = request.remote_addr or "-"
+    exhausted = gs.limits.failures_exhausted(address)
+    if exhausted is not None:
+        _reject(state, RateLimited, "too_many_failed_attempts", exhausted.retry_after())
+    realm = f'Bearer realm="{gs.config.realm}"'
+    try:
+        token = bearer_token(request.headers.get("Authorization"))
+    except MissingCredentials as exc:
+        gs.limits.count_failure(address)
+        _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", realm)])
+    except MalformedCredentials as exc:
+        gs.limits.count_failure(address)
+        challenge = f'{realm}, error="invalid_request"'
+        _reject(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
+    verdict = gs.keys.verify(token)
+    state.key_id = verdict.key_id
+    if verdict.reason is Reason.UNAVAILABLE:
+        _reject(state, GuardUnavailable, verdict.reason.value, _retry_later())
+    if not verdict.ok:
+        gs.limits.count_failure(address)
+        challenge = f'{realm}, error="invalid_token"'
+        _reject(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
+    state.key = verdict.record
+
+
+def _limit(gs: GuardState, state: RequestState) -> None:
+    assert state.key is not None
+    window = gs.limits.hit_key(state.key)
+    state.window = window
+    if not window.allowed:
+        _reject(state, RateLimited, "rate_limited", window.retry_after())
+
+
+def _check_scopes(gs: GuardState, state: RequestState, view_policy: Policy) -> None:
+    if state.key is None or view_policy.scopes <= set(state.key.scopes):
+        return
+    challenge = (
+        f'Bearer realm="{gs.config.realm}", error="insufficient_scope", '
+        f'scope="{" ".join(sorted(view_policy.scopes))}"'
+    )
+    _reject(state, InsufficientScope, "insufficient_scope", [("WWW-Authenticate", challenge)])
+
+
+def _check_body(gs: GuardState, state: RequestState, view_policy: Policy) -> None:
+    length = request.content_length
+    cap = gs.config.max_content_length
+    if cap and length is not None and length > cap:
+        _reject(state, PayloadTooLarge, "body_too_large")
+    accepted = view_policy.content_types
+    if accepted is None:
+        accepted = gs.config.content_types
+    has_body = bool(length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+    if accepted and has_body and request.mimetype not in accepted:
+        _reject(state, UnsupportedMediaType, "unsupported_media_type")
+
+
+def _reject(
+    state: RequestState,
+    kind: type[RequestRejected],
+    reason: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> None:
+    state.outcome, state.reason = "denied", reason
+    raise kind(reason, request_id=state.request_id, headers=headers)
+
+
+def _retry_later() -> list[tuple[str, str]]:
+    return [("Retry-After", RETRY_AFTER_UNAVAILABLE)]
+
+
+def _after(gs: GuardState, response: Response) -> Response:
+    state: RequestState | None = g.get("_guard")
+    if state is None:  # another extension's before_request ended the request first
+        state = g._guard = RequestState(request_id(request.headers.get("X-Request-ID")))
+    headers = response.headers
+    headers["X-Request-ID"] = state.request_id
+    headers.extend(gs.headers.for_request(request))
+    headers.extend(gs.cors.headers_for(request))
+    if state.key is not None:
+        headers["Cache-Control"] = "no-store"
+    if state.window is not None and "RateLimit" not in headers:
+        headers.extend(state.window.headers())
+    state.status = response.status_code
+    return response
+
+
+def _teardown(error: BaseException | None) -> None:
+    state: RequestState | None = g.get("_guard")
+    if state is None or state.audited:
+        return
+    if error is not None:
+        state.error = type(error).__name__
+    # No status means after_request never ran: an exception escaped every handler.
+    audit.emit(state, request, state.status or 500)
+
+
+# -- error handlers: the same JSON shape for errors raised outside the guard's hooks ----
+
+
+def _too_large(error: RequestEntityTooLarge) -> WerkzeugResponse:
+    return _render(PayloadTooLarge, "body_too_large")
+
+
+def _limiter_down(error: Exception) -> WerkzeugResponse:
+    return _render(GuardUnavailable, "limiter_unavailable", _retry_later())
+
+
+def _route_limited(error: flask_limiter.RateLimitExceeded) -> WerkzeugResponse:
+    retry = str(error.limit.limit.get_expiry())
+    return _render(RateLimited, "route_rate_limited", [("Retry-After", retry)])
+
+
+def _render(
+    kind: type[RequestRejected], reason: str, headers: list[tuple[str, str]] | None = None
+) -> WerkzeugResponse:
+    state: RequestState | None = g.get("_guard")
+    if state is not None:
+        state.outcome, state.reason = "denied", reason
+    rejection = kind(reason, request_id=state.request_id if state else "", headers=headers)
+    return rejection.get_response()

@@ -1,0 +1,39 @@
+"""What the guard learns about one request, kept on ``flask.g``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+import time
+
+from stores import KeyRecord
+
+from .ratelimit import Window
+
+#: An incoming ``X-Request-ID`` is kept only if it is short and plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+def request_id(incoming: str | None) -> str:
+    """The caller's request id if it is sane, else a new random one."""
+    if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return secrets.token_hex(16)
+
+
+@dataclasses.dataclass(slots=True)
+class RequestState:
+    request_id: str
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    #: The authenticated key, once verified.
+    key: KeyRecord | None = None
+    #: The key id a refused token named, for the audit trail.
+    key_id: str | None = None
+    outcome: str = "allowed"
+    reason: str = "valid"
+    window: Window | None = None
+    status: int = 0
+    #: The exception that ended the request, when the view raised one.
+    error: str | None = None
+    audited: bool = False

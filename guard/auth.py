@@ -32,6 +32,6 @@ def bearer_token(header: str | None) -> str:
     match = _BEARER.fullmatch(header)
     if match is not None:
         return match.group(1)
-    if header[:7].lower() == "bearer " or header.lower() == "bearer":
+    if header.split(None, 1)[0].lower() == "bearer":
         raise MalformedCredentials("malformed_bearer")
     raise MissingCredentials("unsupported_scheme")

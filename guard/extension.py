@@ -178,9 +178,7 @@ def _before(gs: GuardState) -> ResponseReturnValue | None:
         _authenticate(gs, state)
         _limit(gs, state)
     except LimiterUnavailable:
-        if not gs.config.ratelimit_fail_open:
-            _reject(state, GuardUnavailable, "limiter_unavailable", _retry_later())
-        state.reason = "limiter_unavailable"
+        _reject(state, GuardUnavailable, "limiter_unavailable", _retry_later())
     _check_scopes(gs, state, view_policy)
     _check_body(gs, state, view_policy)
     return None
@@ -214,9 +212,8 @@ def _authenticate(gs: GuardState, state: RequestState) -> None:
 
 def _limit(gs: GuardState, state: RequestState) -> None:
     assert state.key is not None
-    window = gs.limits.hit_key(state.key)
-    state.window = window
-    if not window.allowed:
+    window = state.window = gs.limits.hit_key(state.key)
+    if window is not None and not window.allowed:
         _reject(state, RateLimited, "rate_limited", window.retry_after())
 
 

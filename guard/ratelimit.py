@@ -64,7 +64,12 @@ def parse_limit(text: str) -> RateLimitItem:
 
 
 class RateLimits:
-    """The per-key limit and the per-address failure throttle, on one storage."""
+    """The per-key limit and the per-address failure throttle, on one storage.
+
+    When the storage is down, :class:`LimiterUnavailable` is raised (the request is
+    refused with 503) unless ``GUARD_RATELIMIT_FAIL_OPEN`` is set, in which case the
+    limit is skipped. Either way a limiter outage never skips authentication.
+    """
 
     def __init__(self, config: GuardConfig) -> None:
         options: dict[str, Any] = {}
@@ -78,38 +83,42 @@ class RateLimits:
         self.strategy = limits.strategies.STRATEGIES[config.ratelimit_strategy](self.storage)
         self.default = parse_limit(config.rate_limit)
         self.failures = parse_limit(config.failed_auth_limit)
+        self.fail_open = config.ratelimit_fail_open
 
-    def hit_key(self, record: KeyRecord) -> Window:
+    def hit_key(self, record: KeyRecord) -> Window | None:
         """Count one request for ``record``, under its own limit or the default."""
         item = parse_limit(record.rate_limit) if record.rate_limit else self.default
-        return self._hit("key", item, record.key_id)
+        with self._outage():
+            allowed = self.strategy.hit(item, "key", record.key_id)
+            stats = self.strategy.get_window_stats(item, "key", record.key_id)
+            return Window("key", item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+        return None
 
     def failures_exhausted(self, address: str) -> Window | None:
         """The window if ``address`` has used up its failed attempts, else ``None``."""
-        with _errors():
+        with self._outage():
             if self.strategy.test(self.failures, "auth-failures", address):
                 return None
             stats = self.strategy.get_window_stats(self.failures, "auth-failures", address)
-        return Window("failed-auth", self.failures, 0, _seconds_until(stats.reset_time), False)
+            reset_in = _seconds_until(stats.reset_time)
+            return Window("failed-auth", self.failures, 0, reset_in, False)
+        return None
 
     def count_failure(self, address: str) -> None:
-        with _errors():
+        """Count a failed attempt. An outage is ignored here: the request is refused
+        anyway, and :meth:`failures_exhausted` applies the outage policy."""
+        with contextlib.suppress(limits.errors.StorageError):
             self.strategy.hit(self.failures, "auth-failures", address)
 
-    def _hit(self, policy: str, item: RateLimitItem, identifier: str) -> Window:
-        with _errors():
-            allowed = self.strategy.hit(item, policy, identifier)
-            stats = self.strategy.get_window_stats(item, policy, identifier)
-        return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Re-raise the limiter storage's errors as :class:`LimiterUnavailable`."""
-    try:
-        yield
-    except limits.errors.StorageError as exc:
-        raise LimiterUnavailable("rate limit storage did not answer") from exc
+    @contextlib.contextmanager
+    def _outage(self) -> Iterator[None]:
+        """Apply the outage policy: swallow storage errors when failing open, else
+        re-raise them as :class:`LimiterUnavailable`."""
+        try:
+            yield
+        except limits.errors.StorageError as exc:
+            if not self.fail_open:
+                raise LimiterUnavailable("rate limit storage did not answer") from exc
 
 
 def _seconds_until(when: float) -> int:

@@ -65,3 +65,58 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+class Api:
+    """A protected app, its guard, and keys issued for it."""
+
+    def __init__(self, **settings: object) -> None:
+        from flask import Flask, jsonify
+
+        from guard import Guard
+
+        self.app = Flask("api")
+        self.app.config.update({**BASE_CONFIG, "GUARD_FORCE_HTTPS": False, **settings})
+        self.guard = guard = Guard(self.app)
+
+        @self.app.get("/orders")
+        @guard.require("orders:read")
+        def orders() -> object:
+            key = guard.current_key
+            return jsonify(orders=[], key=key.name if key else None)
+
+        @self.app.post("/orders")
+        @guard.require("orders:write")
+        def create_order() -> object:
+            return jsonify(created=True), 201
+
+        @self.app.post("/uploads")
+        @guard.accepts("text/csv")
+        def upload() -> object:
+            return jsonify(ok=True)
+
+        @self.app.get("/health")
+        @guard.exempt
+        def health() -> object:
+            return jsonify(ok=True)
+
+        @self.app.get("/boom")
+        def boom() -> object:
+            raise RuntimeError("view failed")
+
+        self.client = self.app.test_client()
+
+    def issue(self, name: str = "alice", **options: object) -> str:
+        options.setdefault("scopes", ["orders:read", "orders:write"])
+        with self.app.app_context():
+            token, _ = self.guard.keys.create(name, **options)  # type: ignore[arg-type]
+        return token
+
+    @staticmethod
+    def bearer(token: str, **headers: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", **headers}
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()

@@ -1,52 +1,87 @@
 """A small internal API protected by the guard, on the embedded defaults.
 
-Run through ``scripts/demo``; prints a freshly issued key and a ``curl`` line that works.
+``scripts/demo`` runs it: memory store, memory limits, plain HTTP on loopback. It prints
+a freshly issued key and ``curl`` lines that show a 200, a 401 and a 429. Any ``GUARD_*``
+variable in the environment overrides the defaults; served by gunicorn it is
+``demo_app:create_app()``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import sys
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
 
-from guard import GuardConfig, Keys
+from guard import Guard
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("PORT", "5000"))
 
+guard = Guard()
 
-def create_app() -> tuple[Flask, str]:
-    """The demo app and a token for it. Demo secrets are fresh each run unless set."""
-    settings = {
-        "GUARD_SECRET_KEY": secrets.token_urlsafe(32),
-        "GUARD_PEPPER": secrets.token_urlsafe(32),
-        **{k: v for k, v in os.environ.items() if k.startswith("GUARD_")},
-    }
-    keys = Keys.from_config(GuardConfig.from_mapping(settings, strict=False))
-    token, _ = keys.create("demo", scopes=["orders:read"])
-    app = Flask(__name__)
 
-    @app.before_request
-    def authenticate() -> Response | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and keys.verify(credentials).ok:
-            return None
-        response = jsonify(error="invalid_token", message="a valid API key is required")
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Bearer realm="demo"'
-        return response
+def create_app() -> Flask:
+    app = Flask("demo")
+    app.config.update(
+        # Fresh secrets each run: tokens from an earlier run stop working, as they should.
+        GUARD_SECRET_KEY=secrets.token_urlsafe(32),
+        GUARD_PEPPER=secrets.token_urlsafe(32),
+        # Loopback only, no TLS: never turn this off in production.
+        GUARD_FORCE_HTTPS=False,
+    )
+    app.config.update({k: v for k, v in os.environ.items() if k.startswith("GUARD_")})
+    guard.init_app(app)
 
     @app.get("/orders")
-    def orders() -> Response:
+    @guard.require("orders:read")
+    def list_orders() -> ResponseReturnValue:
         return jsonify(orders=[{"id": 1, "total": "12.50"}])
 
-    return app, token
+    @app.post("/orders")
+    @guard.require("orders:write")
+    def create_order() -> ResponseReturnValue:
+        return jsonify(id=2), 201
+
+    @app.get("/whoami")
+    def whoami() -> ResponseReturnValue:
+        key = guard.current_key
+        assert key is not None
+        return jsonify(id=key.key_id, name=key.name, scopes=list(key.scopes))
+
+    @app.get("/health")
+    @guard.exempt
+    def health() -> ResponseReturnValue:
+        return jsonify(status="ok")
+
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    app = create_app()
+    with app.app_context():
+        token, _ = guard.keys.create("demo", scopes=["orders:read"], rate_limit="5/minute")
+    url = f"http://{HOST}:{PORT}"
+    print(
+        f"""
+Demo API on {url} (audit entries go to stderr, one JSON line per request)
+
+Demo key, shown once:
+  {token}
+
+200:  curl -i -H 'Authorization: Bearer {token}' {url}/orders
+401:  curl -i {url}/orders
+403:  curl -i -X POST -H 'Authorization: Bearer {token}' {url}/orders
+429:  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' \\
+        -H 'Authorization: Bearer {token}' {url}/whoami; done
+""",
+        flush=True,
+    )
+    app.run(host=HOST, port=PORT)
 
 
 if __name__ == "__main__":
-    app, token = create_app()
-    print(f"Demo key (shown once): {token}")
-    print(f"Try:  curl -H 'Authorization: Bearer {token}' http://{HOST}:{PORT}/orders")
-    print(f"A 401: curl -i http://{HOST}:{PORT}/orders")
-    app.run(host=HOST, port=PORT)
+    main()

@@ -65,6 +65,8 @@ class GuardConfig:
     cors_max_age: int = 600
     #: Redirect plain-HTTP requests to HTTPS. Turn off only for local development.
     force_https: bool = True
+    #: Acknowledges serving plain HTTP with force_https off outside debug and testing.
+    allow_plain_http: bool = False
     hsts_max_age: int = 31_536_000
     #: Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted
     #: (werkzeug's ProxyFix hop count). 0 ignores those headers from everyone.

@@ -31,6 +31,7 @@ def create_app() -> Flask:
         GUARD_PEPPER=secrets.token_urlsafe(32),
         # Loopback only, no TLS: never turn this off in production.
         GUARD_FORCE_HTTPS=False,
+        GUARD_ALLOW_PLAIN_HTTP=True,
     )
     app.config.update({k: v for k, v in os.environ.items() if k.startswith("GUARD_")})
     guard.init_app(app)

@@ -13,6 +13,8 @@ PEPPER = "p" * 32
 
 #: The smallest valid configuration.
 BASE_CONFIG = {"GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
+#: For apps served over plain HTTP by the test client.
+LOCAL_CONFIG = {**BASE_CONFIG, "GUARD_FORCE_HTTPS": False, "GUARD_ALLOW_PLAIN_HTTP": True}
 
 
 class Clock:
@@ -76,7 +78,7 @@ class Api:
         from guard import Guard
 
         self.app = Flask("api")
-        self.app.config.update({**BASE_CONFIG, "GUARD_FORCE_HTTPS": False, **settings})
+        self.app.config.update({**LOCAL_CONFIG, **settings})
         self.guard = guard = Guard(self.app)
 
         @self.app.get("/orders")

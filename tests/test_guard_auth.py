@@ -7,7 +7,7 @@ from flask import Flask
 
 from guard import ConfigurationError, Guard
 from stores import KeyRecord, MemoryStore, StoreUnavailable
-from tests.conftest import BASE_CONFIG, Api
+from tests.conftest import BASE_CONFIG, LOCAL_CONFIG, Api
 
 
 def test_valid_key_reaches_the_view_which_sees_the_key(api: Api) -> None:
@@ -106,7 +106,7 @@ def test_store_outage_answers_503_with_retry_after_never_200(api: Api) -> None:
 
 def test_scopes_stack_and_order_of_decorators_below_route_does_not_matter() -> None:
     app = Flask("x")
-    app.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False)
+    app.config.update(LOCAL_CONFIG)
     guard = Guard(app)
 
     @app.get("/both")
@@ -136,3 +136,15 @@ def test_guard_can_be_created_before_the_app() -> None:
     app.config.update(BASE_CONFIG)
     guard.init_app(app)
     assert "guard" in app.extensions
+
+
+def test_plain_http_in_production_needs_an_explicit_acknowledgement() -> None:
+    app = Flask("x")
+    app.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False)
+    with pytest.raises(ConfigurationError, match="GUARD_ALLOW_PLAIN_HTTP"):
+        Guard(app)
+    app.testing = True  # test and debug runs may serve plain HTTP
+    Guard(app)
+    production = Flask("y")
+    production.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False, GUARD_ALLOW_PLAIN_HTTP=True)
+    Guard(production)

@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from guard import Guard
-from tests.conftest import BASE_CONFIG, Api
+from tests.conftest import LOCAL_CONFIG, Api
 
 
 def test_each_key_gets_the_default_limit_and_rate_limit_headers() -> None:
@@ -84,7 +84,7 @@ def test_auth_still_fails_closed_when_the_limiter_fails_open() -> None:
 def test_flask_limiter_decorators_still_work_per_route() -> None:
     guard = Guard()
     app = Flask("x")
-    app.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False)
+    app.config.update(LOCAL_CONFIG)
 
     @app.get("/expensive")
     @guard.limiter.limit("1/minute")

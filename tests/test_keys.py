@@ -169,3 +169,29 @@ def test_imported_secret_survives_a_pepper_rotation(store: CountingStore) -> Non
 def test_import_refuses_unusable_secrets(keys: Keys, secret: str) -> None:
     with pytest.raises(ValueError, match="printable"):
         keys.import_secret(secret, "bad")
+
+
+def test_unknown_wrong_secret_and_revoked_keys_cost_the_same_comparison(
+    keys: Keys, codec: TokenCodec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No timing oracle: each path computes and compares one digest, in constant time."""
+    _, record = keys.create("alice")
+    revoked_token, revoked = keys.create("bob")
+    keys.revoke(revoked.key_id)
+    calls: list[str] = []
+    original = TokenCodec.matches
+
+    def counting(self: TokenCodec, rec: KeyRecord, secret: str) -> bool:
+        calls.append(rec.key_id)
+        return original(self, rec, secret)
+
+    monkeypatch.setattr(TokenCodec, "matches", counting)
+    cases = {
+        "unknown": codec.issue("ffffffffffffffff").token,
+        "wrong_secret": codec.issue(record.key_id).token,
+        "revoked": revoked_token,
+    }
+    for name, token in cases.items():
+        calls.clear()
+        keys.verify(token)
+        assert len(calls) == 1, name

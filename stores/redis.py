@@ -71,6 +71,11 @@ class RedisStore(KeyStore):
         cache_ttl: float = 5.0,
         client: redis.Redis[str] | None = None,
     ) -> None:
+        if client is not None and not client.connection_pool.connection_kwargs.get(
+            "decode_responses"
+        ):
+            # Byte replies would never match the str ids the store builds keys from.
+            raise ValueError("RedisStore needs a client made with decode_responses=True")
         self.client = client if client is not None else client_from_url(url, timeout)
         self.prefix = prefix
         self.channel = f"{prefix}invalidate"

@@ -33,7 +33,7 @@ def test_unreadable_record_is_unavailable_not_a_crash() -> None:
 def test_driver_errors_become_store_unavailable() -> None:
     server = fakeredis.FakeServer()
     server.connected = False
-    store = RedisStore("redis://", client=fakeredis.FakeRedis(server=server))
+    store = RedisStore("redis://", client=fakeredis.FakeRedis(server=server, decode_responses=True))
     with pytest.raises(StoreUnavailable) as info:
         store.get(ALICE.key_id)
     assert info.value.__cause__ is not None
@@ -48,3 +48,8 @@ def test_key_prefix_is_configurable() -> None:
     RedisStore("redis://", client=client, prefix="svc-a:").save(ALICE)
     assert client.exists(f"svc-a:key:{ALICE.key_id}")
     assert RedisStore("redis://", client=client, prefix="svc-b:").get(ALICE.key_id) is None
+
+
+def test_a_client_without_decoded_responses_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="decode_responses=True"):
+        RedisStore("redis://", client=fakeredis.FakeRedis())

@@ -12,11 +12,12 @@ import datetime
 import json
 import logging
 import time
-from typing import Any
-
-from flask import Request
+from typing import TYPE_CHECKING, Any
 
 from .state import RequestState
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 logger = logging.getLogger("guard.audit")
 logger.addHandler(logging.NullHandler())
@@ -31,7 +32,7 @@ def _cut(value: str | None) -> str | None:
     )
 
 
-def entry(state: RequestState, request: Request, status: int) -> dict[str, Any]:
+def entry(state: RequestState, environ: WSGIEnvironment, status: int) -> dict[str, Any]:
     """The audit entry for a finished request."""
     key = state.key
     outcome, reason = state.outcome, state.reason
@@ -40,23 +41,31 @@ def entry(state: RequestState, request: Request, status: int) -> dict[str, Any]:
     return {
         "ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "request_id": state.request_id,
-        "method": _cut(request.method),
-        "path": _cut(request.path),
+        "method": _cut(environ.get("REQUEST_METHOD")),
+        "path": _cut(_text(environ.get("PATH_INFO", ""))),
         "status": status,
         "outcome": outcome,
         "reason": reason,
         "key_id": key.key_id if key is not None else state.key_id,
         "key_name": key.name if key is not None else None,
-        "client": request.remote_addr,
-        "user_agent": _cut(request.user_agent.string or None),
+        "client": environ.get("REMOTE_ADDR"),
+        "user_agent": _cut(environ.get("HTTP_USER_AGENT")),
         "latency_ms": round((time.perf_counter() - state.started) * 1000, 3),
     }
 
 
-def emit(state: RequestState, request: Request, status: int) -> None:
-    """Log the entry for this request, once."""
-    state.audited = True
-    if not logger.isEnabledFor(logging.INFO):
-        return
-    record = entry(state, request, status)
-    logger.info(json.dumps(record, ensure_ascii=True, default=str), extra={"audit": record})
+def _text(wsgi_value: str) -> str:
+    # WSGI carries bytes as latin-1 text; paths are UTF-8 (invalid bytes kept visible).
+    return wsgi_value.encode("latin-1", "replace").decode("utf-8", "backslashreplace")
+
+
+def emit(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+    """Log the entry for this request."""
+    if logger.isEnabledFor(logging.INFO):
+        line = _ENCODER.encode(entry(state, environ, status))
+        # A record made directly: logger.info would walk the stack to find its caller,
+        # which costs more than the rest of the entry and tells nothing here.
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None))
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)

@@ -7,12 +7,16 @@ only on a few request headers, so the guard keeps the answers in a small bounded
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-from flask import Flask, Request
+from flask import Flask
 from flask_cors.core import get_cors_headers, get_cors_options
 from werkzeug.datastructures import Headers as RequestHeaders
 
 from .config import GuardConfig
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 Headers = list[tuple[str, str]]
 
@@ -24,11 +28,12 @@ EXPOSE_HEADERS = [
     "X-Request-ID",
     "WWW-Authenticate",
 ]
+#: The request headers CORS answers depend on, and their WSGI environ keys.
 _VARYING = (
-    "Origin",
-    "Access-Control-Request-Method",
-    "Access-Control-Request-Headers",
-    "Access-Control-Request-Private-Network",
+    ("Origin", "HTTP_ORIGIN"),
+    ("Access-Control-Request-Method", "HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+    ("Access-Control-Request-Headers", "HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
+    ("Access-Control-Request-Private-Network", "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"),
 )
 
 
@@ -51,23 +56,23 @@ class Cors:
         )
         self._headers = functools.lru_cache(maxsize=1024)(self._compute)
 
-    def headers_for(self, request: Request) -> Headers:
-        if not self.enabled or "Origin" not in request.headers:
+    def headers_for(self, environ: WSGIEnvironment) -> Headers:
+        if not self.enabled or "HTTP_ORIGIN" not in environ:
             return []
-        values = tuple(request.headers.get(name) for name in _VARYING)
-        return self._headers(request.method, values)
+        values = tuple(environ.get(key) for _, key in _VARYING)
+        return self._headers(environ["REQUEST_METHOD"], values)
 
-    def is_preflight(self, request: Request) -> bool:
+    def is_preflight(self, environ: WSGIEnvironment) -> bool:
         """A browser's preflight from an allowed origin: answered before auth and limits."""
         return (
-            request.method == "OPTIONS"
-            and "Access-Control-Request-Method" in request.headers
-            and bool(self.headers_for(request))
+            environ["REQUEST_METHOD"] == "OPTIONS"
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+            and bool(self.headers_for(environ))
         )
 
     def _compute(self, method: str, values: tuple[str | None, ...]) -> Headers:
         request_headers = RequestHeaders(
-            [(name, value) for name, value in zip(_VARYING, values, strict=True) if value]
+            [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
         )
         computed = get_cors_headers(self._options, request_headers, method)
         return [(name, str(value)) for name, value in computed.items(multi=True)]

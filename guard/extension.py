@@ -1,20 +1,20 @@
 """The Flask extension: wires the guard's stages in front of every request.
 
-Before each request, in order: request id, HTTPS redirection, CORS preflight, the view's
-policy, the failed-attempt throttle, authentication, the per-key limit, scopes, request
-criteria. After it: request id, security, CORS, cache and rate-limit headers. When the
-request context ends: one audit entry, also for errors that escaped every handler.
+A WSGI layer (:mod:`guard.middleware`) opens each request's state, adds the response
+headers and writes the audit entry. Inside Flask, one before-request hook runs the
+stages in order: HTTPS redirection, CORS preflight, the view's policy, the failed-attempt
+throttle, authentication, the per-key limit, scopes, request criteria.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask_limiter
 import limits.errors
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, got_request_exception, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from stores import KeyRecord
 
-from . import audit, policy
+from . import policy
 from .auth import MalformedCredentials, MissingCredentials, bearer_token
 from .config import GuardConfig
 from .cors import Cors
@@ -40,9 +40,14 @@ from .errors import (
 )
 from .headers import SecurityHeaders
 from .keys import Keys, Reason
+from .middleware import STATE, GuardMiddleware
 from .policy import Policy, View
-from .ratelimit import LimiterUnavailable, RateLimits
-from .state import RequestState, request_id
+from .ratelimit import LimiterUnavailable, RateLimits, parse_limit
+from .state import RequestState
+from .throttle import FailureThrottle
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 #: Seconds a client is told to wait when the store or limiter is down.
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -57,6 +62,7 @@ class GuardState:
     limits: RateLimits
     headers: SecurityHeaders
     cors: Cors
+    throttle: FailureThrottle
     #: Endpoint -> policy, filled on first use (views may be added after init_app).
     policies: dict[str | None, Policy] = dataclasses.field(default_factory=dict)
 
@@ -91,18 +97,20 @@ class Guard:
             limits=RateLimits(config),
             headers=SecurityHeaders(config),
             cors=Cors(config, app),
+            throttle=FailureThrottle(parse_limit(config.failed_auth_limit)),
         )
         app.extensions["guard"] = state
+        wsgi_app: WSGIApplication = GuardMiddleware(app.wsgi_app, state.headers, state.cors)
         if config.trusted_proxies:
+            # Outside the guard, so every stage sees the forwarded address and scheme.
             hops = config.trusted_proxies
-            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+            wsgi_app = ProxyFix(wsgi_app, x_for=hops, x_proto=hops)
+        app.wsgi_app = wsgi_app  # type: ignore[method-assign,assignment]
         if app.config.get("MAX_CONTENT_LENGTH") is None and config.max_content_length:
             app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
-        # First before-request hook and last after-request hook, so the guard sees every
-        # request before other extensions and every response as it finally leaves.
+        # The first before-request hook: the guard sees every request before any other.
         app.before_request_funcs.setdefault(None, []).insert(0, lambda: _before(state))
-        app.after_request_funcs.setdefault(None, []).insert(0, lambda r: _after(state, r))
-        app.teardown_request(_teardown)
+        got_request_exception.connect(_note_exception, app)
         app.register_error_handler(RequestEntityTooLarge, _too_large)
         app.register_error_handler(limits.errors.StorageError, _limiter_down)
         if self._limiter is not None:
@@ -127,7 +135,7 @@ class Guard:
     @property
     def current_key(self) -> KeyRecord | None:
         """The key that authenticated the current request (``None`` on exempt views)."""
-        state: RequestState | None = g.get("_guard")
+        state: RequestState | None = request.environ.get(STATE)
         return None if state is None else state.key
 
     @property
@@ -153,7 +161,7 @@ class Guard:
 
 
 def _limit_key() -> str:
-    state: RequestState | None = g.get("_guard")
+    state: RequestState | None = request.environ.get(STATE)
     if state is not None and state.key is not None:
         return state.key.key_id
     return request.remote_addr or "-"
@@ -163,46 +171,47 @@ def _limit_key() -> str:
 
 
 def _before(gs: GuardState) -> ResponseReturnValue | None:
-    state = RequestState(request_id(request.headers.get("X-Request-ID")))
-    g._guard = state
+    environ = request.environ
+    state: RequestState = environ[STATE]
     redirect = gs.headers.https_redirect(request)
     if redirect is not None:
         state.reason = "https_redirect"
         return redirect
-    if gs.cors.is_preflight(request):
+    if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)
-    view_policy = gs.policies.get(request.endpoint)
+    endpoint = request.endpoint
+    view_policy = gs.policies.get(endpoint)
     if view_policy is None:
-        view_policy = gs.policies[request.endpoint] = policy.of(
-            current_app.view_functions.get(request.endpoint or "")
-        )
+        view = current_app.view_functions.get(endpoint or "")
+        view_policy = gs.policies[endpoint] = policy.of(view)
     if view_policy.exempt:
         state.reason = "exempt"
         return None
     try:
-        _authenticate(gs, state)
+        _authenticate(gs, state, environ)
         _limit(gs, state)
     except LimiterUnavailable:
         _reject(state, GuardUnavailable, "limiter_unavailable", _retry_later())
     _check_scopes(gs, state, view_policy)
-    _check_body(gs, state, view_policy)
+    if "CONTENT_LENGTH" in environ or "HTTP_TRANSFER_ENCODING" in environ:
+        _check_body(gs, state, view_policy)
     return None
 
 
-def _authenticate(gs: GuardState, state: RequestState) -> None:
-    address = request.remote_addr or "-"
-    exhausted = gs.limits.failures_exhausted(address)
-    if exhausted is not None:
-        _reject(state, RateLimited, "too_many_failed_attempts", exhausted.retry_after())
+def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment) -> None:
+    address = environ.get("REMOTE_ADDR") or "-"
+    blocked = gs.throttle.blocked(address)
+    if blocked is not None:
+        _reject(state, RateLimited, "too_many_failed_attempts", blocked.retry_after())
     realm = f'Bearer realm="{gs.config.realm}"'
     try:
-        token = bearer_token(request.headers.get("Authorization"))
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
     except MissingCredentials as exc:
-        gs.limits.count_failure(address)
+        gs.throttle.count(address)
         _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", realm)])
     except MalformedCredentials as exc:
-        gs.limits.count_failure(address)
+        gs.throttle.count(address)
         challenge = f'{realm}, error="invalid_request"'
         _reject(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
     verdict = gs.keys.verify(token)
@@ -210,7 +219,12 @@ def _authenticate(gs: GuardState, state: RequestState) -> None:
     if verdict.reason is Reason.UNAVAILABLE:
         _reject(state, GuardUnavailable, verdict.reason.value, _retry_later())
     if not verdict.ok:
-        gs.limits.count_failure(address)
+        if verdict.reason in (Reason.MALFORMED, Reason.BAD_SIGNATURE):
+            gs.throttle.count(address)  # judged without the store: counted here only
+        else:
+            over = gs.limits.count_failure(address)
+            if over is not None:
+                gs.throttle.block(address, over.reset_in)
         challenge = f'{realm}, error="invalid_token"'
         _reject(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
     state.key = verdict.record
@@ -260,30 +274,11 @@ def _retry_later() -> list[tuple[str, str]]:
     return [("Retry-After", RETRY_AFTER_UNAVAILABLE)]
 
 
-def _after(gs: GuardState, response: Response) -> Response:
-    state: RequestState | None = g.get("_guard")
-    if state is None:  # another extension's before_request ended the request first
-        state = g._guard = RequestState(request_id(request.headers.get("X-Request-ID")))
-    headers = response.headers
-    headers["X-Request-ID"] = state.request_id
-    headers.extend(gs.headers.for_request(request))
-    headers.extend(gs.cors.headers_for(request))
-    if state.key is not None:
-        headers["Cache-Control"] = "no-store"
-    if state.window is not None and "RateLimit" not in headers:
-        headers.extend(state.window.headers())
-    state.status = response.status_code
-    return response
-
-
-def _teardown(error: BaseException | None) -> None:
-    state: RequestState | None = g.get("_guard")
-    if state is None or state.audited:
-        return
-    if error is not None:
-        state.error = type(error).__name__
-    # No status means after_request never ran: an exception escaped every handler.
-    audit.emit(state, request, state.status or 500)
+def _note_exception(sender: Flask, exception: BaseException, **extra: object) -> None:
+    # Flask turns the exception into a 500 itself; keep its type for the audit entry.
+    state: RequestState | None = request.environ.get(STATE)
+    if state is not None:
+        state.error = type(exception).__name__
 
 
 # -- error handlers: the same JSON shape for errors raised outside the guard's hooks ----
@@ -305,7 +300,7 @@ def _route_limited(error: flask_limiter.RateLimitExceeded) -> WerkzeugResponse:
 def _render(
     kind: type[RequestRejected], reason: str, headers: list[tuple[str, str]] | None = None
 ) -> WerkzeugResponse:
-    state: RequestState | None = g.get("_guard")
+    state: RequestState | None = request.environ.get(STATE)
     if state is not None:
         state.outcome, state.reason = "denied", reason
     rejection = kind(reason, request_id=state.request_id if state else "", headers=headers)

@@ -8,13 +8,21 @@ alone, which only reflects ``X-Forwarded-Proto`` behind ``GUARD_TRUSTED_PROXIES`
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from flask import Flask, Request, Response, redirect
 from flask_talisman import Talisman
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .config import GuardConfig
 
-Headers = list[tuple[str, str]]
+
+class Headers(NamedTuple):
+    """Headers ready to append to a WSGI header list, with their lowercased names."""
+
+    pairs: list[tuple[str, str]]
+    names: frozenset[str]
+
 
 #: For JSON: nothing may load, frame or embed a response.
 CONTENT_SECURITY_POLICY = {"default-src": "'none'", "frame-ancestors": "'none'"}
@@ -43,10 +51,8 @@ class SecurityHeaders:
         with scratch.test_request_context("/", base_url=base_url):
             response = Response()
             talisman._set_response_headers(response)
-        return [(k, v) for k, v in response.headers.items() if k != "Content-Type"]
-
-    def for_request(self, request: Request) -> Headers:
-        return self.secure if request.is_secure else self.plain
+        pairs = [(k, v) for k, v in response.headers.items() if k != "Content-Type"]
+        return Headers(pairs, frozenset(k.lower() for k, _ in pairs))
 
     def https_redirect(self, request: Request) -> WerkzeugResponse | None:
         """A redirect to the HTTPS URL for a plain-HTTP request, when HTTPS is forced.
@@ -54,7 +60,7 @@ class SecurityHeaders:
         308 keeps the method and body of a non-GET request; either way the client learns
         to use HTTPS before it sends a key in the clear again.
         """
-        if not self.force_https or request.is_secure:
+        if not self.force_https or request.environ["wsgi.url_scheme"] == "https":
             return None
         code = 301 if request.method in ("GET", "HEAD") else 308
         return redirect(request.url.replace("http://", "https://", 1), code=code)

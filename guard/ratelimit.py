@@ -14,7 +14,8 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import limits
@@ -84,31 +85,25 @@ class RateLimits:
         self.default = parse_limit(config.rate_limit)
         self.failures = parse_limit(config.failed_auth_limit)
         self.fail_open = config.ratelimit_fail_open
+        self._hit = self._counter()
 
     def hit_key(self, record: KeyRecord) -> Window | None:
         """Count one request for ``record``, under its own limit or the default."""
         item = parse_limit(record.rate_limit) if record.rate_limit else self.default
         with self._outage():
-            allowed = self.strategy.hit(item, "key", record.key_id)
-            stats = self.strategy.get_window_stats(item, "key", record.key_id)
-            return Window("key", item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+            return self._hit("key", item, record.key_id)
         return None
 
-    def failures_exhausted(self, address: str) -> Window | None:
-        """The window if ``address`` has used up its failed attempts, else ``None``."""
-        with self._outage():
-            if self.strategy.test(self.failures, "auth-failures", address):
-                return None
-            stats = self.strategy.get_window_stats(self.failures, "auth-failures", address)
-            reset_in = _seconds_until(stats.reset_time)
-            return Window("failed-auth", self.failures, 0, reset_in, False)
-        return None
+    def count_failure(self, address: str) -> Window | None:
+        """Count a failed attempt that needed the store, in the shared limiter.
 
-    def count_failure(self, address: str) -> None:
-        """Count a failed attempt. An outage is ignored here: the request is refused
-        anyway, and :meth:`failures_exhausted` applies the outage policy."""
+        :returns: the window if the address is now over its limit. An outage counts
+            nothing: the request is refused anyway.
+        """
         with contextlib.suppress(limits.errors.StorageError):
-            self.strategy.hit(self.failures, "auth-failures", address)
+            window = self._hit("failed-auth", self.failures, address)
+            return window if window.remaining == 0 else None
+        return None
 
     @contextlib.contextmanager
     def _outage(self) -> Iterator[None]:
@@ -119,6 +114,59 @@ class RateLimits:
         except limits.errors.StorageError as exc:
             if not self.fail_open:
                 raise LimiterUnavailable("rate limit storage did not answer") from exc
+
+    def _counter(self) -> Counter:
+        """How to count a hit and learn the window in as few storage calls as possible.
+
+        A fixed window needs the new count and the window's expiry: one call to the
+        memory storage, one Lua script on Redis, where the ``limits`` strategy would
+        make three calls (hit, then get and expiry for the headers). Other strategies
+        go through ``limits`` as they are.
+        """
+        if isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
+            if isinstance(self.storage, limits.storage.RedisStorage):
+                return _redis_fixed_window(self.storage)
+            if isinstance(self.storage, limits.storage.MemoryStorage):
+                return _memory_fixed_window(self.storage)
+        return self._generic
+
+    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Window:
+        allowed = self.strategy.hit(item, policy, identifier)
+        stats = self.strategy.get_window_stats(item, policy, identifier)
+        return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+
+
+Counter = Callable[[str, RateLimitItem, str], Window]
+
+
+def _memory_fixed_window(storage: limits.storage.MemoryStorage) -> Counter:
+    def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
+        key = item.key_for(policy, identifier)
+        count = storage.incr(key, item.get_expiry())
+        return _window(policy, item, count, _seconds_until(storage.get_expiry(key)))
+
+    return hit
+
+
+def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Counter:
+    script = storage.get_connection().register_script(_FIXED_WINDOW_LUA)
+
+    def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
+        key = storage.prefixed_key(item.key_for(policy, identifier))
+        try:
+            count, pttl = script([key], [item.get_expiry(), 1])
+        except storage.base_exceptions as exc:
+            raise limits.errors.StorageError(exc) from exc
+        return _window(policy, item, int(count), max(0, math.ceil(int(pttl) / 1000)))
+
+    return hit
+
+
+_FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").read_bytes()
+
+
+def _window(policy: str, item: RateLimitItem, count: int, reset_in: int) -> Window:
+    return Window(policy, item, max(0, item.amount - count), reset_in, count <= item.amount)
 
 
 def _seconds_until(when: float) -> int:

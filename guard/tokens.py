@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from itsdangerous import Signer
+from itsdangerous.signer import HMACAlgorithm
 
 from stores import KeyRecord
 
@@ -52,8 +53,35 @@ def _bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _mac(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, hashlib.sha256).digest()
+class _PreparedHMAC:
+    """HMAC-SHA256 under a few fixed server keys, each keyed once: a MAC then costs a
+    copy of the keyed state (``hmac.HMAC.copy``), where ``hmac.digest`` sets the key and
+    the algorithm up again on every call (several times slower with OpenSSL 3)."""
+
+    def __init__(self) -> None:
+        self._keyed: dict[bytes, hmac.HMAC] = {}
+
+    def __call__(self, key: bytes, message: bytes) -> bytes:
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha256)
+        mac = keyed.copy()
+        mac.update(message)
+        return mac.digest()
+
+
+_mac = _PreparedHMAC()
+
+
+class _HMACSHA256(HMACAlgorithm):
+    """itsdangerous' HMAC-SHA256 on prepared keys; its ``verify_signature`` still
+    compares in constant time."""
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha256)
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return _mac(key, value)
 
 
 class TokenCodec:
@@ -75,7 +103,7 @@ class TokenCodec:
         # The signing keys are derived from the secrets once here, instead of by the
         # Signer on every call; "none" then tells it to use them as given.
         derived = [_mac(_bytes(key), SALT) for key in secret_keys]
-        self._signer = Signer(derived, key_derivation="none", digest_method=hashlib.sha256)
+        self._signer = Signer(derived, key_derivation="none", algorithm=_HMACSHA256())
         self._peppers = {
             _mac(_bytes(pepper), b"guard.pepper-id")[:4].hex(): _bytes(pepper) for pepper in peppers
         }

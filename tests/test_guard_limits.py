@@ -101,3 +101,56 @@ def test_flask_limiter_decorators_still_work_per_route() -> None:
     assert refused.headers["Retry-After"] == "60"
     assert refused.json is not None and refused.json["error"] == "rate_limited"
     assert client.get("/expensive").status_code == 401  # the guard still runs first
+
+
+class CountingLimits:
+    """Wraps the guard's limiter to count the calls that reach its storage."""
+
+    def __init__(self, api: Api) -> None:
+        self.limits = api.app.extensions["guard"].limits
+        self.calls = 0
+        original = self.limits._hit
+
+        def counted(*args: object) -> object:
+            self.calls += 1
+            return original(*args)
+
+        self.limits._hit = counted
+
+
+def test_forged_tokens_never_reach_the_store_or_the_shared_limiter() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="1000/minute")
+    token = api.issue()
+    counting = CountingLimits(api)
+    store_calls: list[str] = []
+    store = api.app.extensions["guard"].keys.store
+    original_get = store.get
+    store.get = lambda key_id: store_calls.append(key_id) or original_get(key_id)
+    forged = [token[:-1] + "x", token.replace(".", "-", 1), "gk_" + "0" * 16 + ".a.b", "junk"]
+    for candidate in forged * 25:
+        assert api.client.get("/orders", headers=api.bearer(candidate)).status_code == 401
+    assert counting.calls == 0 and store_calls == []
+
+
+def test_failures_that_needed_the_store_count_in_the_shared_limiter() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    token = api.issue()
+    with api.app.app_context():
+        api.guard.keys.revoke(token[3:19])
+    counting = CountingLimits(api)
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
+    assert counting.calls == 2
+    blocked = api.client.get("/orders", headers=api.bearer(api.issue("fresh")))
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60
+    assert counting.calls == 2  # a blocked address is refused before anything is counted
+
+
+def test_an_authenticated_request_makes_one_limiter_call() -> None:
+    api = Api()
+    token = api.issue()
+    counting = CountingLimits(api)
+    for _ in range(5):
+        api.client.get("/orders", headers=api.bearer(token))
+    assert counting.calls == 5

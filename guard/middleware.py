@@ -1,0 +1,70 @@
+"""The guard at the WSGI boundary: it opens each request's state, adds the response
+headers, and writes the audit entry.
+
+Working on the raw ``start_response`` header list spares werkzeug's per-header checks
+(the headers were built and checked at start-up), and it sees every response the app
+sends, errors and redirects included, and every exception that escapes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import audit
+from .cors import Cors
+from .headers import SecurityHeaders
+from .state import RequestState, request_id
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+#: Where the request's :class:`RequestState` lives in the WSGI environ.
+STATE = "guard.state"
+
+
+class GuardMiddleware:
+    def __init__(self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors) -> None:
+        self.app = app
+        self.headers = headers
+        self.cors = cors
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            state.status = int(status[:3])
+            self._add_headers(state, environ, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, start)
+        except BaseException as exc:
+            # Nothing answered this request: record it as the 500 the server will send.
+            state.error = type(exc).__name__
+            audit.emit(state, environ, 500)
+            raise
+        audit.emit(state, environ, state.status or 500)
+        return body
+
+    def _add_headers(
+        self, state: RequestState, environ: WSGIEnvironment, headers: list[tuple[str, str]]
+    ) -> None:
+        present = {name.lower() for name, _ in headers}
+        static = (
+            self.headers.secure if environ.get("wsgi.url_scheme") == "https" else self.headers.plain
+        )
+        if present.isdisjoint(static.names):
+            headers.extend(static.pairs)
+        else:  # the view set some of them itself: keep its values
+            headers.extend(pair for pair in static.pairs if pair[0].lower() not in present)
+        if "x-request-id" not in present:
+            headers.append(("X-Request-ID", state.request_id))
+        if "access-control-allow-origin" not in present:
+            headers.extend(self.cors.headers_for(environ))
+        if state.key is not None:
+            # Authenticated answers are never cached, whatever the view said.
+            headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
+            headers.append(("Cache-Control", "no-store"))
+        if state.window is not None and "ratelimit" not in present:
+            headers.extend(state.window.headers())

@@ -63,7 +63,7 @@ def main() -> None:
             print(f"{name:<{width}}  {micros:7.1f}")
     finally:
         if server is not None:
-            server.stop()
+            server.close()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""``redis://``, ``rediss://`` and ``unix://``: keys shared by every worker and host.
+"""Redis stores: keys shared by every worker and host.
+
+``redis://``, ``rediss://`` and ``unix://`` name one server; ``redis+sentinel://h:p[,h:p]/
+service[/db]`` finds the master through Sentinel, and follows it across a failover;
+``redis+cluster://h:p[,h:p]`` uses a Cluster (the same URLs ``limits`` takes).
 
 Layout under ``prefix`` (default ``guard:``)::
 
     {prefix}key:{key_id}     JSON of the record
     {prefix}ids              set of every key id
     {prefix}imported         hash: digest -> key id, imported keys only
-    {prefix}invalidate       pub/sub channel: the id of every record written
+    {prefix}invalidate       pub/sub channel: the ids of the records each write changed
 
 Reads go through a process-local :class:`~stores.cache.RecordCache`. A listener thread
 per process drops an entry as soon as its id is published, and while the listener is not
@@ -20,10 +24,12 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from .base import KeyRecord, KeyStore
@@ -41,26 +47,60 @@ def translate_errors() -> Iterator[None]:
 
 
 def client_from_url(url: str, timeout: float) -> redis.Redis[str]:
-    """A redis-py client that gives up after ``timeout`` seconds.
+    """A redis-py client for ``url`` that gives up after ``timeout`` seconds.
 
     redis-py's default retries three times with exponential backoff, which would hold a
     request far past ``timeout`` when Redis hangs: retry once, at once, and only when the
     connection was dropped (a pooled connection the server closed), never on a timeout.
     """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        health_check_interval=30,
-        decode_responses=True,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        "decode_responses": True,
+    }
+    scheme, auth, nodes, path = _split_multi_host(url)
+    with_auth: dict[str, Any] = {**auth, **options}
+    if scheme == "redis+sentinel":
+        service, _, db = path.strip("/").partition("/")
+        if not service:
+            raise ValueError("a redis+sentinel:// URL names the service: .../mymaster[/db]")
+        sentinel = redis.Sentinel(
+            nodes, sentinel_kwargs={**auth, "socket_timeout": timeout}, **with_auth
+        )
+        return sentinel.master_for(service, db=int(db or 0))
+    if scheme == "redis+cluster":
+        cluster_nodes = [ClusterNode(host, port) for host, port in nodes]
+        # RedisCluster shares the commands the store uses; it is no Redis subclass.
+        return cast("redis.Redis[str]", RedisCluster(startup_nodes=cluster_nodes, **with_auth))
+    return redis.Redis.from_url(url, health_check_interval=30, **options)
+
+
+def _split_multi_host(url: str) -> tuple[str, dict[str, str], list[tuple[str, int]], str]:
+    """``(scheme, auth, [(host, port)], path)`` of a URL whose netloc may list hosts."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    auth = {}
+    if userinfo:
+        username, _, password = userinfo.partition(":")
+        auth = {k: unquote(v) for k, v in (("username", username), ("password", password)) if v}
+    nodes = []
+    for node in filter(None, hosts.split(",")):
+        host, _, port = node.rpartition(":")
+        nodes.append((host or node, int(port) if host and port.isdigit() else 6379))
+    return parts.scheme, auth, nodes, parts.path
+
+
+def cluster_prefix(prefix: str) -> str:
+    """``prefix`` with a hash tag, so a Cluster keeps every key of the store in one slot
+    and a rotation stays one atomic MULTI."""
+    return prefix if "{" in prefix else "{" + prefix.rstrip(":") + "}:"
 
 
 class RedisStore(KeyStore):
     """Keys in Redis, read through a process-local cache kept fresh by pub/sub."""
 
-    schemes = ("redis", "rediss", "unix")
+    schemes = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
     def __init__(
         self,
@@ -77,7 +117,7 @@ class RedisStore(KeyStore):
             # Byte replies would never match the str ids the store builds keys from.
             raise ValueError("RedisStore needs a client made with decode_responses=True")
         self.client = client if client is not None else client_from_url(url, timeout)
-        self.prefix = prefix
+        self.prefix = cluster_prefix(prefix) if url.startswith("redis+cluster:") else prefix
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)
         self._listening = threading.Event()
@@ -126,10 +166,10 @@ class RedisStore(KeyStore):
             pipe.sadd(f"{self.prefix}ids", record.key_id)
             if record.imported:
                 pipe.hset(f"{self.prefix}imported", record.digest, record.key_id)
-        for record in records:
-            pipe.publish(self.channel, record.key_id)
         with translate_errors():
             pipe.execute()
+            # After the transaction, not in it: a Cluster refuses PUBLISH in a pipeline.
+            self.client.publish(self.channel, " ".join(r.key_id for r in records))
         for record in records:
             self.cache.discard(record.key_id)
 
@@ -179,7 +219,8 @@ class RedisStore(KeyStore):
             self.cache.clear()
             self._listening.set()
         elif message["type"] == "message":
-            self.cache.discard(message["data"])
+            for key_id in message["data"].split():
+                self.cache.discard(key_id)
 
     # -- helpers -----------------------------------------------------------------------
 

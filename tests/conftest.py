@@ -56,7 +56,7 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture

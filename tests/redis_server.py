@@ -34,9 +34,9 @@ class RedisServer:
     """One redis-server process: persistence off, loopback only; stop and start it again
     on the same port to simulate an outage."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, port: int | None = None) -> None:
         self.binary = require_binary("redis-server")
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra = extra
         self.dir = tempfile.mkdtemp(prefix="guard-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -60,6 +60,9 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.dir,
+                # Replicas sync at once, not after Redis 7's default five seconds.
+                "--repl-diskless-sync-delay",
+                "0",
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -82,6 +85,11 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def close(self) -> None:
+        """Stop the server for good and remove its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)

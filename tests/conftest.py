@@ -114,6 +114,10 @@ class Api:
             token, _ = self.guard.keys.create(name, **options)  # type: ignore[arg-type]
         return token
 
+    def close(self) -> None:
+        """Stop the store's connections and threads (needed for Redis stores)."""
+        self.app.extensions["guard"].keys.store.close()
+
     @staticmethod
     def bearer(token: str, **headers: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", **headers}

@@ -85,8 +85,13 @@ def test_guard_limits_exactly_on_sentinel_and_cluster(
     setup = request.getfixturevalue(topology)
     url = setup.url
     api = Api(GUARD_STORE_URL=url, GUARD_RATELIMIT_STORAGE_URL=url, GUARD_RATE_LIMIT="3/minute")
-    token = api.issue(f"limits-{time.monotonic_ns()}")
-    statuses = [api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(5)]
+    try:
+        token = api.issue(f"limits-{time.monotonic_ns()}")
+        statuses = [
+            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(5)
+        ]
+    finally:
+        api.close()
     assert statuses == [200, 200, 200, 429, 429]
 
 
@@ -130,6 +135,7 @@ def test_failover_during_traffic_refuses_or_serves_and_then_recovers(
     finally:
         stop.set()
         worker.join()
+        api.close()
     # During the failover a request is served or refused with 503: never let through
     # wrongly, never a crash.
     assert set(seen) <= {200, 503}, seen

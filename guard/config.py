@@ -75,6 +75,10 @@ class GuardConfig:
     max_content_length: int = 1_048_576
     #: Content types a request body may have (415 otherwise); empty accepts any.
     content_types: tuple[str, ...] = ("application/json",)
+    #: Also send audit entries to this Redis (a Stream), batched; empty: local log only.
+    audit_stream_url: str = ""
+    audit_stream_key: str = "guard:audit"
+    audit_stream_maxlen: int = 100_000
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = True) -> GuardConfig:

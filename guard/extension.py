@@ -9,6 +9,7 @@ throttle, authentication, the per-key limit, scopes, request criteria.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from stores import KeyRecord
+from stores.redis import client_from_url
 
-from . import policy
+from . import audit, policy
+from .audit_stream import RedisStreamHandler
 from .auth import MalformedCredentials, MissingCredentials, bearer_token
 from .config import GuardConfig
 from .cors import Cors
@@ -115,6 +118,12 @@ class Guard:
         app.register_error_handler(limits.errors.StorageError, _limiter_down)
         if self._limiter is not None:
             self._init_limiter(app, config)
+        if config.audit_stream_url:
+            client = client_from_url(config.audit_stream_url, config.store_timeout)
+            stream = RedisStreamHandler(client, config.audit_stream_key, config.audit_stream_maxlen)
+            audit.logger.addHandler(stream)
+            if audit.logger.level == logging.NOTSET:
+                audit.logger.setLevel(logging.INFO)
 
     # -- the decorators --------------------------------------------------------------
 
@@ -228,6 +237,8 @@ def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment)
         challenge = f'{realm}, error="invalid_token"'
         _reject(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
     state.key = verdict.record
+    assert verdict.record is not None
+    gs.keys.note_use(verdict.record)
 
 
 def _limit(gs: GuardState, state: RequestState) -> None:

@@ -15,8 +15,12 @@ from collections.abc import Callable, Iterable, Mapping
 import stores
 from stores import KeyRecord, KeyStore, StoreUnavailable
 
+from .batch import Batcher
 from .config import GuardConfig
 from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
+
+#: Seconds between writes of last-use times to the store, per process.
+USE_FLUSH_INTERVAL = 10.0
 
 
 class Reason(enum.Enum):
@@ -75,6 +79,11 @@ class Keys:
         self.codec = codec
         self.accept_imported = accept_imported
         self.clock = clock
+        # Last use is a hint for operators, not a record: a batch lost to an outage is
+        # dropped, and the next request notes the key again.
+        self._uses: Batcher[tuple[str, float]] = Batcher(
+            self._record_uses, lambda uses, error: None, interval=USE_FLUSH_INTERVAL
+        )
 
     @classmethod
     def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
@@ -107,6 +116,21 @@ class Keys:
         if not matches:
             return Verdict(Reason.WRONG_SECRET, record, key_id)
         return self._judge(record, now)
+
+    def close(self) -> None:
+        """Write pending last-use times, then release the store."""
+        self._uses.close()
+        self.store.close()
+
+    def note_use(self, record: KeyRecord, now: float | None = None) -> None:
+        """Remember that ``record`` was used; stored in batches, off the request path."""
+        self._uses.add((record.key_id, self.clock() if now is None else now))
+
+    def _record_uses(self, uses: list[tuple[str, float]]) -> None:
+        latest: dict[str, float] = {}
+        for key_id, when in uses:
+            latest[key_id] = max(when, latest.get(key_id, when))
+        self.store.touch(latest)
 
     def _verify_imported(self, secret: str, now: float | None) -> Verdict:
         if not 0 < len(secret) <= MAX_TOKEN_LENGTH:

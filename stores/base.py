@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -172,6 +173,22 @@ class KeyStore(abc.ABC):
 
         :raises ReadOnlyStore: if the store cannot be written at run time.
         """
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        """Record when keys were last used (``key_id -> time``), keeping the latest.
+
+        Called in batches, off the request path. Read-only stores keep it in process.
+        """
+        for key_id, when in used.items():
+            self._last_used[key_id] = max(when, self._last_used.get(key_id, when))
+
+    def last_used(self, key_id: str) -> float | None:
+        """When ``key_id`` was last used, as far as this store knows."""
+        return self._last_used.get(key_id)
+
+    @functools.cached_property
+    def _last_used(self) -> dict[str, float]:
+        return {}
 
     def require(self, key_id: str) -> KeyRecord:
         """The record for ``key_id``.

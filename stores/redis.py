@@ -9,6 +9,7 @@ Layout under ``prefix`` (default ``guard:``)::
     {prefix}key:{key_id}     JSON of the record
     {prefix}ids              set of every key id
     {prefix}imported         hash: digest -> key id, imported keys only
+    {prefix}last_used        sorted set: key id scored by when it was last used
     {prefix}invalidate       pub/sub channel: the ids of the records each write changed
 
 Reads go through a process-local :class:`~stores.cache.RecordCache`. A listener thread
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -172,6 +173,16 @@ class RedisStore(KeyStore):
             self.client.publish(self.channel, " ".join(r.key_id for r in records))
         for record in records:
             self.cache.discard(record.key_id)
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        with translate_errors():
+            # GT: several workers flush their batches in any order; the latest time wins.
+            scores: dict[str | bytes, float] = {key_id: when for key_id, when in used.items()}
+            self.client.zadd(f"{self.prefix}last_used", scores, gt=True)
+
+    def last_used(self, key_id: str) -> float | None:
+        with translate_errors():
+            return self.client.zscore(f"{self.prefix}last_used", key_id)
 
     def check(self) -> None:
         with translate_errors():

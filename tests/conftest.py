@@ -116,7 +116,7 @@ class Api:
 
     def close(self) -> None:
         """Stop the store's connections and threads (needed for Redis stores)."""
-        self.app.extensions["guard"].keys.store.close()
+        self.app.extensions["guard"].keys.close()
 
     @staticmethod
     def bearer(token: str, **headers: str) -> dict[str, str]:

@@ -90,6 +90,7 @@ def test_no_secret_leaks_anywhere(
         "store": dump(),
         "env value": env_value,
     }
+    keys.close()
     assert "guard.audit" in {r.name for r in caplog.records}
     for where, text in haystacks.items():
         for secret in secrets:

@@ -36,7 +36,7 @@ def cluster_of_workers(redis_url: str) -> Iterator[tuple[Gunicorn, Keys]]:
     keys = Keys(RedisStore(redis_url), TokenCodec([SECRET], [PEPPER]))
     yield server, keys
     server.stop()
-    keys.store.close()
+    keys.close()
 
 
 def burst(url: str, token: str, count: int, parallel: int = 16) -> list[int]:

@@ -65,6 +65,13 @@ class StoreContract:
     def test_check_passes_when_the_backend_answers(self, make_store: MakeStore) -> None:
         make_store([]).check()
 
+    def test_last_use_keeps_the_latest_time_whatever_the_order(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE])
+        assert store.last_used(ALICE.key_id) is None
+        store.touch({ALICE.key_id: 1_850_000_100.0})
+        store.touch({ALICE.key_id: 1_850_000_050.0})  # a slower worker's older batch
+        assert store.last_used(ALICE.key_id) == 1_850_000_100.0
+
 
 class WritableStoreContract(StoreContract):
     def test_save_replaces_a_record_and_readers_see_the_new_one(

@@ -1,0 +1,57 @@
+"""Audit entries to a capped Redis Stream, for a central trail across workers and hosts.
+
+A logging handler on ``guard.audit`` (set ``GUARD_AUDIT_STREAM_URL``): entries are queued
+in the process and sent in one pipelined ``XADD`` batch per interval, never on the
+request's own round trip. If Redis cannot take a batch, its entries are written to the
+local log instead (logger ``guard.unsent_audit``, level WARNING, so Python's last-resort
+handler prints them even where logging is not configured), with a line saying why:
+none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .batch import Batcher
+
+unsent = logging.getLogger("guard.unsent_audit")
+
+
+class RedisStreamHandler(logging.Handler):
+    """Ships each record's message (one JSON entry) to ``stream``, capped near ``maxlen``."""
+
+    def __init__(self, client: Any, stream: str, maxlen: int, interval: float = 0.5) -> None:
+        super().__init__(logging.INFO)
+        self.client = client
+        self.stream = stream
+        self.maxlen = maxlen
+        self.batch: Batcher[str] = Batcher(self._send, self._keep_locally, interval=interval)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.batch.add(record.getMessage())
+
+    def flush(self) -> None:
+        self.batch.flush()
+
+    def close(self) -> None:
+        self.batch.close()
+        super().close()
+
+    def _send(self, entries: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for entry in entries:
+            # "~": Redis trims whole nodes, far cheaper than an exact cap.
+            pipe.xadd(self.stream, {"entry": entry}, maxlen=self.maxlen, approximate=True)
+        pipe.execute()
+
+    def _keep_locally(self, entries: list[str], error: BaseException | None) -> None:
+        cause = f"{type(error).__name__}: {error}" if error else "too many entries queued"
+        unsent.warning(
+            "audit stream %s unavailable (%s): %d entries written here instead",
+            self.stream,
+            cause,
+            len(entries),
+        )
+        for entry in entries:
+            unsent.warning(entry)

@@ -211,6 +211,18 @@ class Keys:
 
         :raises KeyStateError: if the key is revoked, expired or already rotated.
         """
+        token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
+        self.store.save(new, old)
+        return token, new
+
+    def prepare_rotation(
+        self, key_id: str, *, grace: float, now: float | None = None
+    ) -> tuple[str, KeyRecord, KeyRecord]:
+        """``(token, successor, old record as rotated)``, not yet saved: a batch job can
+        keep the token safe before saving both records in one atomic write.
+
+        :raises KeyStateError: if the key is revoked, expired or already rotated.
+        """
         now = self.clock() if now is None else now
         old = self.store.require(key_id)
         if old.replaced_by is not None:
@@ -231,8 +243,7 @@ class Keys:
             replaces=key_id,
             imported=False,
         )
-        self.store.save(new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace))
-        return token, new
+        return token, new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
         """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time)."""

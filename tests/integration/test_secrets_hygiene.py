@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 import fakeredis
 import pytest
 import redis
+from click.testing import CliRunner
 
 from guard import Keys, KeyStateError, TokenCodec
+from guard.cli import cli
 from stores import EnvStore, KeyNotFound, KeyStore, MemoryStore, RedisStore
 from stores.env import render_records
 from tests.conftest import PEPPER, SECRET, Api
@@ -80,6 +82,15 @@ def test_no_secret_leaks_anywhere(
         api.client.get("/orders", headers=api.bearer(credential))
     keys.revoke(successor.key_id)
     api.client.get("/orders", headers=api.bearer(rotated))
+    cli_output = "\n".join(
+        CliRunner().invoke(cli, ["keys", *args], obj=keys).output
+        for args in (
+            ["list"],
+            ["list", "--json"],
+            ["show", record.key_id],
+            ["show", successor.key_id],
+        )
+    )
     env_value = render_records(store.records())
     assert EnvStore("env://K", environ={"K": env_value}).records()
 
@@ -87,6 +98,7 @@ def test_no_secret_leaks_anywhere(
     haystacks = {
         "logs": "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records),
         "exceptions": "\n".join(messages),
+        "CLI listings": cli_output,
         "store": dump(),
         "env value": env_value,
     }

@@ -1,0 +1,20 @@
+"""Rotate keys on a schedule (cron, a Kubernetes CronJob): ``guard keys rotate-due``.
+
+    python scripts/rotate_keys.py --max-age 90d --grace 24h --output /secure/new-tokens.jsonl
+    python scripts/rotate_keys.py --name 'partner-*' --dry-run
+
+The store and secrets come from the environment (GUARD_STORE_URL, GUARD_SECRET_KEY,
+GUARD_PEPPER), as for the service. New tokens go to --output, created with mode 0600
+and never overwritten (or to standard output as JSON lines); a summary goes to stderr.
+Safe to re-run after a crash: no key is rotated twice and every new token is on disk
+before its rotation is saved. Exit codes are those of the `guard` command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from guard.cli import cli
+
+if __name__ == "__main__":
+    cli(["keys", "rotate-due", *sys.argv[1:]], prog_name="rotate_keys.py")

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +74,10 @@ def test_environment_may_hold_other_guard_variables_when_not_strict() -> None:
 def test_env_store_variable_is_not_taken_for_a_setting() -> None:
     config = parse(GUARD_STORE_URL="env://GUARD_API_KEYS", GUARD_API_KEYS="[]")
     assert config.store_url == "env://GUARD_API_KEYS"
+
+
+def test_env_example_documents_exactly_the_settings() -> None:
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*(GUARD_[A-Z_]+)=", text, re.M))
+    settings = {f"GUARD_{field.name.upper()}" for field in dataclasses.fields(GuardConfig)}
+    assert documented - {"GUARD_KEYS"} == settings

@@ -47,7 +47,7 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable(f"redis: {exc}") from exc
 
 
-def client_from_url(url: str, timeout: float) -> redis.Redis[str]:
+def client_from_url(url: str, timeout: float) -> redis.Redis:
     """A redis-py client for ``url`` that gives up after ``timeout`` seconds.
 
     redis-py's default retries three times with exponential backoff, which would hold a
@@ -69,11 +69,11 @@ def client_from_url(url: str, timeout: float) -> redis.Redis[str]:
         sentinel = redis.Sentinel(
             nodes, sentinel_kwargs={**auth, "socket_timeout": timeout}, **with_auth
         )
-        return sentinel.master_for(service, db=int(db or 0))
+        return cast(redis.Redis, sentinel.master_for(service, db=int(db or 0)))
     if scheme == "redis+cluster":
         cluster_nodes = [ClusterNode(host, port) for host, port in nodes]
         # RedisCluster shares the commands the store uses; it is no Redis subclass.
-        return cast("redis.Redis[str]", RedisCluster(startup_nodes=cluster_nodes, **with_auth))
+        return cast(redis.Redis, RedisCluster(startup_nodes=cluster_nodes, **with_auth))
     return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
@@ -110,7 +110,7 @@ class RedisStore(KeyStore):
         prefix: str = "guard:",
         timeout: float = 0.5,
         cache_ttl: float = 5.0,
-        client: redis.Redis[str] | None = None,
+        client: redis.Redis | None = None,
     ) -> None:
         if client is not None and not client.connection_pool.connection_kwargs.get(
             "decode_responses"
@@ -137,7 +137,7 @@ class RedisStore(KeyStore):
                 return entry[0]
         generation = self.cache.generation
         with translate_errors():
-            raw = self.client.get(self._key(key_id))
+            raw = cast("str | None", self.client.get(self._key(key_id)))
         record = self._parse(raw, key_id)
         if self._listening.is_set():
             self.cache.put(key_id, record, generation)
@@ -145,13 +145,15 @@ class RedisStore(KeyStore):
 
     def find_digest(self, digest: str) -> KeyRecord | None:
         with translate_errors():
-            key_id = self.client.hget(f"{self.prefix}imported", digest)
+            key_id = cast("str | None", self.client.hget(f"{self.prefix}imported", digest))
         return None if key_id is None else self.get(key_id)
 
     def records(self) -> list[KeyRecord]:
         with translate_errors():
-            ids = sorted(self.client.smembers(f"{self.prefix}ids"))
-            raws = self.client.mget([self._key(key_id) for key_id in ids]) if ids else []
+            # Replies are str: the client decodes them (checked in __init__).
+            ids = sorted(cast("set[str]", self.client.smembers(f"{self.prefix}ids")))
+            keys = [self._key(key_id) for key_id in ids]
+            raws = cast("list[str | None]", self.client.mget(keys)) if ids else []
         return [
             record
             for key_id, raw in zip(ids, raws, strict=True)
@@ -177,8 +179,7 @@ class RedisStore(KeyStore):
     def touch(self, used: Mapping[str, float]) -> None:
         with translate_errors():
             # GT: several workers flush their batches in any order; the latest time wins.
-            scores: dict[str | bytes, float] = {key_id: when for key_id, when in used.items()}
-            self.client.zadd(f"{self.prefix}last_used", scores, gt=True)
+            self.client.zadd(f"{self.prefix}last_used", dict(used), gt=True)
 
     def last_used(self, key_id: str) -> float | None:
         with translate_errors():

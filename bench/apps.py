@@ -1,0 +1,187 @@
+"""The apps the benchmark compares, each serving ``GET /data`` with a small JSON object.
+
+- ``bare``: Flask alone.
+- ``floor``: Flask plus one redis-py ``PING`` per request: the floor for anything that
+  needs Redis on every request.
+- ``peer``: the stack a careful team stitches by hand from the same libraries
+  (``shared/reference/baseline.md``): Flask-HTTPAuth over a dict of SHA-256 digests,
+  Flask-Limiter (one default limit, headers on), Flask-Talisman, Flask-CORS, and one
+  JSON log line per request.
+- ``peer_redis``: the same with keys in a Redis hash and Flask-Limiter on Redis.
+- ``guard`` / ``guard_redis``: this project, every feature on (HTTPS redirection, HSTS,
+  CORS, per-key and failed-attempt limits, scopes, audit line), memory or Redis.
+
+Each factory returns the app and the request headers that authenticate to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+
+import redis
+from flask import Flask, Response, g, jsonify, request
+from flask_cors import CORS
+from flask_httpauth import HTTPTokenAuth
+from flask_limiter import Limiter
+from flask_talisman import Talisman
+
+from guard import Guard
+
+ORIGIN = "https://app.example"
+# Fixed benchmark values, not secrets of anything real.
+SECRET_KEY = "benchmark-secret-key-0123456789abcdef"  # noqa: S105
+PEPPER = "benchmark-pepper-0123456789abcdefghij"
+Headers = dict[str, str]
+Factory = Callable[[str], tuple[Flask, Headers]]
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger that formats and writes every record, to nowhere: the same cost shape for
+    the guard's audit line and the hand-stitched stack's log line."""
+    logger = logging.getLogger(name)
+    logger.handlers = [logging.StreamHandler(open(os.devnull, "w"))]  # noqa: SIM115
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def bare(redis_url: str) -> tuple[Flask, Headers]:
+    app = Flask("bare")
+
+    @app.get("/data")
+    def data() -> Response:
+        return jsonify(items=[1, 2, 3], ok=True)
+
+    return app, {}
+
+
+def floor(redis_url: str) -> tuple[Flask, Headers]:
+    app, _ = bare(redis_url)
+    client = redis.Redis.from_url(redis_url)
+
+    @app.before_request
+    def one_round_trip() -> None:
+        client.ping()
+
+    return app, {}
+
+
+def _peer(redis_url: str | None) -> tuple[Flask, Headers]:
+    app = Flask("peer_redis" if redis_url else "peer")
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    auth = HTTPTokenAuth(scheme="Bearer")
+    log = quiet_logger(f"bench.{app.name}")
+    if redis_url:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client.hset("bench:keys", digest, json.dumps({"id": "k1", "name": "bench"}))
+
+        def lookup(candidate: str) -> dict[str, str] | None:
+            found = client.hgetall("bench:keys")
+            value = found.get(hashlib.sha256(candidate.encode()).hexdigest())
+            return None if value is None else dict(json.loads(value))
+    else:
+        keys = {digest: {"id": "k1", "name": "bench"}}
+
+        def lookup(candidate: str) -> dict[str, str] | None:
+            wanted = hashlib.sha256(candidate.encode()).hexdigest()
+            for stored, key in keys.items():
+                if hmac.compare_digest(stored, wanted):
+                    return key
+            return None
+
+    @auth.verify_token
+    def verify(candidate: str) -> dict[str, str] | None:
+        key = lookup(candidate)
+        g.key = key
+        return key
+
+    Limiter(
+        lambda: g.key["id"] if g.get("key") else (request.remote_addr or "-"),
+        app=app,
+        default_limits=["1000000 per minute"],
+        headers_enabled=True,
+        storage_uri=redis_url or "memory://",
+    )
+    Talisman(app, force_https=False, content_security_policy={"default-src": "'none'"})
+    CORS(app, origins=[ORIGIN])
+
+    @app.after_request
+    def audit(response: Response) -> Response:
+        key = g.get("key")
+        log.info(
+            json.dumps(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "key": key["id"] if key else None,
+                    "client": request.remote_addr,
+                }
+            )
+        )
+        return response
+
+    @app.get("/data")
+    @auth.login_required
+    def data() -> Response:
+        return jsonify(items=[1, 2, 3], ok=True)
+
+    return app, {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
+
+
+def peer(redis_url: str) -> tuple[Flask, Headers]:
+    return _peer(None)
+
+
+def peer_redis(redis_url: str) -> tuple[Flask, Headers]:
+    return _peer(redis_url)
+
+
+def _guard(redis_url: str | None) -> tuple[Flask, Headers]:
+    app = Flask("guard_redis" if redis_url else "guard")
+    app.config.update(
+        GUARD_SECRET_KEY=SECRET_KEY,
+        GUARD_PEPPER=PEPPER,
+        GUARD_CORS_ORIGINS=ORIGIN,
+        GUARD_RATE_LIMIT="1000000/minute",
+        GUARD_STORE_URL=redis_url or "memory://",
+        GUARD_RATELIMIT_STORAGE_URL=redis_url or "memory://",
+        GUARD_STORE_CACHE_TTL=60,
+    )
+    guard = Guard(app)
+    quiet_logger("guard.audit")
+
+    @app.get("/data")
+    @guard.require("data:read")
+    def data() -> Response:
+        return jsonify(items=[1, 2, 3], ok=True)
+
+    with app.app_context():
+        token, _ = guard.keys.create("bench", scopes=["data:read"])
+    return app, {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
+
+
+def guard(redis_url: str) -> tuple[Flask, Headers]:
+    return _guard(None)
+
+
+def guard_redis(redis_url: str) -> tuple[Flask, Headers]:
+    return _guard(redis_url)
+
+
+#: Name -> factory, in the order the table prints them.
+APPS: dict[str, Factory] = {
+    "bare": bare,
+    "floor": floor,
+    "peer": peer,
+    "peer_redis": peer_redis,
+    "guard": guard,
+    "guard_redis": guard_redis,
+}

@@ -207,6 +207,21 @@ class KeyStore(abc.ABC):
         """Release connections and threads; the store is not used afterwards."""
 
 
-def index_imported(records: Iterable[KeyRecord]) -> dict[str, KeyRecord]:
-    """Imported records by digest, for stores that keep everything in process."""
-    return {record.digest: record for record in records if record.imported}
+class InProcessStore(KeyStore):
+    """A store whose records live in this process (``memory://``, ``env://``)."""
+
+    def __init__(self, records: Iterable[KeyRecord] = ()) -> None:
+        self._hold(records)
+
+    def _hold(self, records: Iterable[KeyRecord]) -> None:
+        by_id = {record.key_id: record for record in records}
+        self._records, self._imported = by_id, {r.digest: r for r in by_id.values() if r.imported}
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self._records.get(key_id)
+
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        return self._imported.get(digest)
+
+    def records(self) -> list[KeyRecord]:
+        return list(self._records.values())

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .base import KeyRecord, KeyStore, index_imported
+from .base import InProcessStore, KeyRecord
 from .errors import InvalidRecord, InvalidStoreURL, ReadOnlyStore
 
 #: The variable read by a bare ``env://``.
@@ -51,7 +51,7 @@ def render_records(records: Sequence[KeyRecord]) -> str:
     return json.dumps([record.to_dict() for record in records], separators=(",", ":"))
 
 
-class EnvStore(KeyStore):
+class EnvStore(InProcessStore):
     """Keys from an environment variable, fixed for the life of the process."""
 
     schemes = ("env",)
@@ -60,8 +60,7 @@ class EnvStore(KeyStore):
     def __init__(self, url: str = "env://", environ: Mapping[str, str] | None = None) -> None:
         self.variable = self.variable_name(url)
         source = os.environ if environ is None else environ
-        self._records = parse_records(source.get(self.variable, ""), self.variable)
-        self._imported = index_imported(self._records.values())
+        super().__init__(parse_records(source.get(self.variable, ""), self.variable).values())
 
     @staticmethod
     def variable_name(url: str) -> str:
@@ -71,15 +70,6 @@ class EnvStore(KeyStore):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise InvalidStoreURL(f"{url!r}: {name!r} is not an environment variable name")
         return name
-
-    def get(self, key_id: str) -> KeyRecord | None:
-        return self._records.get(key_id)
-
-    def find_digest(self, digest: str) -> KeyRecord | None:
-        return self._imported.get(digest)
-
-    def records(self) -> list[KeyRecord]:
-        return list(self._records.values())
 
     def save(self, *records: KeyRecord) -> None:
         raise ReadOnlyStore(

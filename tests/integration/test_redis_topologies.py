@@ -31,44 +31,35 @@ def cluster() -> Iterator[ClusterSetup]:
     setup.close()
 
 
-def open_store(url: str, opened: list[RedisStore]) -> RedisStore:
-    store = from_url(url)
-    assert isinstance(store, RedisStore)
-    opened.append(store)
-    return store
+def stores_on(url: str) -> Iterator[MakeStore]:
+    """Opens stores on ``url``, each holding the records given; closes them after."""
+    opened: list[RedisStore] = []
+
+    def make(records: Sequence[KeyRecord]) -> RedisStore:
+        store = from_url(url)
+        assert isinstance(store, RedisStore)
+        opened.append(store)
+        store.save(*records)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 class TestSentinelStore(WritableStoreContract):
     @pytest.fixture
     def make_store(self, sentinel: SentinelSetup) -> Iterator[MakeStore]:
-        opened: list[RedisStore] = []
         with sentinel.master.client() as master:
             master.flushall()
-
-        def make(records: Sequence[KeyRecord]) -> RedisStore:
-            store = open_store(sentinel.url, opened)
-            store.save(*records)
-            return store
-
-        yield make
-        for store in opened:
-            store.close()
+        yield from stores_on(sentinel.url)
 
 
 class TestClusterStore(WritableStoreContract):
     @pytest.fixture
     def make_store(self, cluster: ClusterSetup) -> Iterator[MakeStore]:
-        opened: list[RedisStore] = []
         cluster.flush()
-
-        def make(records: Sequence[KeyRecord]) -> RedisStore:
-            store = open_store(cluster.url, opened)
-            store.save(*records)
-            return store
-
-        yield make
-        for store in opened:
-            store.close()
+        yield from stores_on(cluster.url)
 
 
 def test_cluster_store_keeps_every_key_in_one_slot(cluster: ClusterSetup) -> None:

@@ -74,7 +74,8 @@ def floor(redis_url: str) -> tuple[Flask, Headers]:
 
 def _peer(redis_url: str | None) -> tuple[Flask, Headers]:
     app = Flask("peer_redis" if redis_url else "peer")
-    token = secrets.token_urlsafe(32)
+    # Under gunicorn every worker builds the app: they must agree on the token.
+    token = os.environ.get("BENCH_TOKEN") or secrets.token_urlsafe(32)
     digest = hashlib.sha256(token.encode()).hexdigest()
     auth = HTTPTokenAuth(scheme="Bearer")
     log = quiet_logger(f"bench.{app.name}")
@@ -155,6 +156,8 @@ def _guard(redis_url: str | None) -> tuple[Flask, Headers]:
         GUARD_RATELIMIT_STORAGE_URL=redis_url or "memory://",
         GUARD_STORE_CACHE_TTL=60,
     )
+    # Under gunicorn (bench.http) the store and proxy settings come from the environment.
+    app.config.update({k: v for k, v in os.environ.items() if k.startswith("GUARD_")})
     guard = Guard(app)
     quiet_logger("guard.audit")
 
@@ -163,8 +166,10 @@ def _guard(redis_url: str | None) -> tuple[Flask, Headers]:
     def data() -> Response:
         return jsonify(items=[1, 2, 3], ok=True)
 
-    with app.app_context():
-        token, _ = guard.keys.create("bench", scopes=["data:read"])
+    token = os.environ.get("BENCH_TOKEN")
+    if token is None:
+        with app.app_context():
+            token, _ = guard.keys.create("bench", scopes=["data:read"])
     return app, {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
 
 

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import limits
 import limits.errors
@@ -27,6 +27,10 @@ from limits import RateLimitItem
 from stores import KeyRecord
 
 from .config import GuardConfig
+from .counters import WindowCounters
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage as AsyncStorage
 
 Headers = list[tuple[str, str]]
 
@@ -73,14 +77,19 @@ class RateLimits:
     """
 
     def __init__(self, config: GuardConfig) -> None:
+        url = config.ratelimit_storage_url
         options: dict[str, Any] = {}
-        if config.ratelimit_storage_url.startswith(("redis", "rediss", "unix")):
+        if url.startswith(("redis", "rediss", "unix")):
             options = {
                 "wrap_exceptions": True,
                 "socket_timeout": config.store_timeout,
                 "socket_connect_timeout": config.store_timeout,
             }
-        self.storage = limits.storage.storage_from_string(config.ratelimit_storage_url, **options)
+        self.storage: limits.storage.Storage | AsyncStorage
+        if url.startswith("memory:") and config.ratelimit_strategy == "fixed-window":
+            self.storage = WindowCounters(url)  # see guard.counters for why not limits'
+        else:
+            self.storage = limits.storage.storage_from_string(url, **options)
         self.strategy = limits.strategies.STRATEGIES[config.ratelimit_strategy](self.storage)
         self.default = parse_limit(config.rate_limit)
         self.failures = parse_limit(config.failed_auth_limit)
@@ -126,7 +135,7 @@ class RateLimits:
         if isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
             if isinstance(self.storage, limits.storage.RedisStorage):
                 return _redis_fixed_window(self.storage)
-            if isinstance(self.storage, limits.storage.MemoryStorage):
+            if isinstance(self.storage, WindowCounters):
                 return _memory_fixed_window(self.storage)
         return self._generic
 
@@ -139,11 +148,10 @@ class RateLimits:
 Counter = Callable[[str, RateLimitItem, str], Window]
 
 
-def _memory_fixed_window(storage: limits.storage.MemoryStorage) -> Counter:
+def _memory_fixed_window(storage: WindowCounters) -> Counter:
     def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
-        key = item.key_for(policy, identifier)
-        count = storage.incr(key, item.get_expiry())
-        return _window(policy, item, count, _seconds_until(storage.get_expiry(key)))
+        count, ends = storage.count(item.key_for(policy, identifier), item.get_expiry())
+        return _window(policy, item, count, _seconds_until(ends))
 
     return hit
 

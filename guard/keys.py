@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import hmac
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import stores
 from stores import KeyRecord, KeyStore, StoreUnavailable
@@ -21,6 +25,8 @@ from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 
 #: Seconds between writes of last-use times to the store, per process.
 USE_FLUSH_INTERVAL = 10.0
+#: Tokens remembered as verified, per process (see :class:`_RecentlyVerified`).
+VERIFIED_CACHE_SIZE = 4096
 
 
 class Reason(enum.Enum):
@@ -54,6 +60,39 @@ class KeyStateError(ValueError):
     """A lifecycle operation does not apply to the key in its current state."""
 
 
+class _Remembered(NamedTuple):
+    key_id: str
+    digest: str
+
+
+class _RecentlyVerified:
+    """The tokens that passed verification lately, by SHA-256 fingerprint: the token is
+    not kept, and a fingerprint of a 256-bit random token reveals nothing about it.
+
+    Only valid tokens are added, so a flood of forged ones neither fills nor evicts it.
+    An entry is used only while the store's record still has the digest it was verified
+    against; oldest entries are dropped first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[bytes, _Remembered] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def fingerprint(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, fingerprint: bytes) -> _Remembered | None:
+        return self._entries.get(fingerprint)
+
+    def add(self, fingerprint: bytes, record: KeyRecord) -> None:
+        with self._lock:
+            if len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[fingerprint] = _Remembered(record.key_id, record.digest)
+
+
 # Compared against when the key id is unknown, so that an unknown id, a wrong secret and
 # a refused key all cost the same digest computation.
 _NO_RECORD = KeyRecord(key_id="-", name="-", digest="0" * 64, pepper_id="-", created_at=0)
@@ -84,6 +123,7 @@ class Keys:
         self._uses: Batcher[tuple[str, float]] = Batcher(
             self._record_uses, lambda uses, error: None, interval=USE_FLUSH_INTERVAL
         )
+        self._verified = _RecentlyVerified(VERIFIED_CACHE_SIZE)
 
     @classmethod
     def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
@@ -99,7 +139,28 @@ class Keys:
 
     def verify(self, token: str, now: float | None = None) -> Verdict:
         """Check ``token`` against the store. Never raises: an unreachable store gives
-        ``Reason.UNAVAILABLE``, which callers must treat as a refusal."""
+        ``Reason.UNAVAILABLE``, which callers must treat as a refusal.
+
+        A token verified recently is checked against the store's current record without
+        the signature and digest computations again (:class:`_RecentlyVerified`); the
+        record is still read and judged on every call, so revocation, expiry and
+        rotation apply at once.
+        """
+        fingerprint = _RecentlyVerified.fingerprint(token)
+        remembered = self._verified.get(fingerprint)
+        if remembered is not None:
+            try:
+                record = self.store.get(remembered.key_id)
+            except StoreUnavailable:
+                return Verdict(Reason.UNAVAILABLE, key_id=remembered.key_id)
+            if record is not None and hmac.compare_digest(record.digest, remembered.digest):
+                return self._judge(record, now)
+        verdict = self._verify(token, now)
+        if verdict.ok and verdict.record is not None:
+            self._verified.add(fingerprint, verdict.record)
+        return verdict
+
+    def _verify(self, token: str, now: float | None) -> Verdict:
         try:
             key_id, secret = self.codec.open(token)
         except BadToken as exc:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+import guard.keys
 from guard import Keys, KeyStateError, Reason, TokenCodec
 from stores import KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
 from tests.conftest import Clock
@@ -133,6 +136,64 @@ def test_unavailable_store_gives_unavailable_never_valid(keys: Keys, store: Coun
     token, _ = keys.create("alice")
     store.down = True
     assert keys.verify(token).reason is Reason.UNAVAILABLE
+
+
+class OpenCounter:
+    """Counts the signature checks a codec makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = TokenCodec.open
+
+        def counting(codec: TokenCodec, token: str) -> tuple[str, str]:
+            self.calls += 1
+            return original(codec, token)
+
+        monkeypatch.setattr(TokenCodec, "open", counting)
+
+
+def test_a_verified_token_is_not_checked_again_but_its_record_is_judged_every_time(
+    keys: Keys, store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, record = keys.create("alice")
+    opened = OpenCounter(monkeypatch)
+    assert keys.verify(token).ok and keys.verify(token).ok
+    assert opened.calls == 1 and store.lookups == 2
+    keys.revoke(record.key_id)
+    assert keys.verify(token).reason is Reason.REVOKED
+    store.down = True
+    assert keys.verify(token).reason is Reason.UNAVAILABLE
+
+
+def test_a_verified_token_is_checked_again_once_its_record_holds_another_digest(
+    keys: Keys, store: CountingStore
+) -> None:
+    token, record = keys.create("alice")
+    _, other = keys.create("bob")
+    assert keys.verify(token).ok
+    store.save(dataclasses.replace(record, digest=other.digest))
+    assert keys.verify(token).reason is Reason.WRONG_SECRET
+
+
+def test_forged_tokens_neither_fill_nor_evict_the_verified_tokens(
+    store: CountingStore, codec: TokenCodec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard.keys, "VERIFIED_CACHE_SIZE", 2)
+    keys = Keys(store, codec)
+    token, _ = keys.create("alice")
+    keys.verify(token)
+    forged = token[:-5] + ("B" if token[-5] != "B" else "C") + token[-4:]
+    opened = OpenCounter(monkeypatch)
+    for n in range(10):
+        assert not keys.verify(codec.issue(f"{n:016x}").token).ok  # well signed, unknown
+        assert not keys.verify(forged).ok
+    assert keys.verify(token).ok
+    assert opened.calls == 20  # alice's token was still remembered
+    others = [keys.create(f"k{n}")[0] for n in range(2)]
+    for other in others:
+        keys.verify(other)
+    opened.calls = 0
+    assert keys.verify(token).ok and opened.calls == 1  # the oldest went first
 
 
 def test_imported_secret_verifies_only_when_imported_keys_are_accepted(

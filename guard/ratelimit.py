@@ -22,12 +22,14 @@ import limits
 import limits.errors
 import limits.storage
 import limits.strategies
+import redis
 from limits import RateLimitItem
 
 from stores import KeyRecord
 
 from .config import GuardConfig
 from .counters import WindowCounters
+from .redis_script import DirectScript
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
@@ -157,7 +159,13 @@ def _memory_fixed_window(storage: WindowCounters) -> Counter:
 
 
 def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Counter:
-    script = storage.get_connection().register_script(_FIXED_WINDOW_LUA)
+    client = storage.get_connection()
+    # A cluster client routes by key and has no single pool: it keeps redis-py's Script.
+    script: Callable[[list[str], list[Any]], Any] = (
+        DirectScript(client, _FIXED_WINDOW_LUA)
+        if isinstance(client, redis.Redis)
+        else client.register_script(_FIXED_WINDOW_LUA)
+    )
 
     def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
         key = storage.prefixed_key(item.key_for(policy, identifier))

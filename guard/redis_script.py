@@ -1,0 +1,78 @@
+"""A Lua script run in one round trip on a connection each thread keeps.
+
+On loopback, redis-py's client path costs more than the round trip itself: a pool
+checkout that polls the socket, the retry wrapper, response callbacks and ``Script``'s
+argument handling (measured: 176 µs per call through ``Script``, 89 µs sent and read on
+the connection). The limiter's script runs on every authenticated request, so it is
+sent and read directly on a connection from the client's own pool, held by the calling
+thread. Any failure mid-call drops that connection, so a late reply can never be read
+as the answer to a later call; the next call takes a fresh one. As with the store's
+client, a dropped connection is retried once, a timeout never.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from typing import Any, Protocol, cast
+
+import redis
+from redis.connection import Connection
+from redis.exceptions import NoScriptError
+
+
+class _Connection(Protocol):
+    """What this module uses of a redis-py connection (whose methods are untyped)."""
+
+    def send_command(self, *args: Any) -> None: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
+
+
+class DirectScript:
+    """Runs ``source`` with EVALSHA on ``client``'s pool; loads it when Redis lacks it."""
+
+    def __init__(self, client: redis.Redis, source: bytes) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source, usedforsecurity=False).hexdigest()
+        self._held = threading.local()
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return self._call(keys, args)
+        except redis.ConnectionError:
+            # Most likely a held connection the server or a proxy closed while idle:
+            # once more on a fresh one. Never after a timeout, which would double it.
+            return self._call(keys, args)
+
+    def _call(self, keys: list[str], args: list[Any]) -> Any:
+        connection = self._connection()
+        try:
+            try:
+                return self._run(connection, keys, args)
+            except NoScriptError:  # Redis restarted or flushed its scripts
+                self._client.script_load(self._source)
+                return self._run(connection, keys, args)
+        except BaseException:
+            self._drop(connection)
+            raise
+
+    def _run(self, connection: _Connection, keys: list[str], args: list[Any]) -> Any:
+        connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        return connection.read_response()
+
+    def _connection(self) -> _Connection:
+        held: tuple[int, _Connection] | None = getattr(self._held, "connection", None)
+        # A connection inherited across a fork belongs to the parent's socket.
+        if held is None or held[0] != os.getpid():
+            connection = cast(_Connection, self._client.connection_pool.get_connection())
+            held = (os.getpid(), connection)
+            self._held.connection = held
+        return held[1]
+
+    def _drop(self, connection: _Connection) -> None:
+        self._held.connection = None
+        connection.disconnect()
+        self._client.connection_pool.release(cast(Connection, connection))

@@ -25,9 +25,14 @@ from redis.exceptions import NoScriptError
 class _Connection(Protocol):
     """What this module uses of a redis-py connection (whose methods are untyped)."""
 
-    def send_command(self, *args: Any) -> None: ...
+    def pack_command(self, *args: Any) -> list[bytes]: ...
+    def send_packed_command(self, command: list[bytes]) -> None: ...
     def read_response(self) -> Any: ...
     def disconnect(self) -> None: ...
+
+
+#: Distinct calls whose packed command is kept (then the cache starts over).
+PACKED_CACHE_SIZE = 4096
 
 
 class DirectScript:
@@ -38,6 +43,8 @@ class DirectScript:
         self._source = source
         self._sha = hashlib.sha1(source, usedforsecurity=False).hexdigest()
         self._held = threading.local()
+        # The same key and arguments come back on every request of a key: pack them once.
+        self._packed: dict[tuple[Any, ...], list[bytes]] = {}
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -60,7 +67,15 @@ class DirectScript:
             raise
 
     def _run(self, connection: _Connection, keys: list[str], args: list[Any]) -> Any:
-        connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        call = (*keys, *args)
+        packed = self._packed.get(call)
+        if packed is None:
+            if len(self._packed) >= PACKED_CACHE_SIZE:
+                self._packed.clear()
+            packed = self._packed[call] = connection.pack_command(
+                "EVALSHA", self._sha, len(keys), *call
+            )
+        connection.send_packed_command(packed)
         return connection.read_response()
 
     def _connection(self) -> _Connection:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from typing import Any
 
 import pytest
 
+from guard import audit
 from tests.conftest import Api
 
 
@@ -114,3 +116,9 @@ def test_sane_request_ids_are_kept_and_echoed(api: Api, entries: Any) -> None:
     assert entries.all()[0]["request_id"] == "abc-123"
     generated = api.client.get("/health", headers={"X-Request-ID": "x" * 500})
     assert len(generated.headers["X-Request-ID"]) == 32
+
+
+def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
+    for now in (0.0, 1_800_000_000.9999, 1_800_000_059.0405):
+        expected = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        assert audit._timestamp(now) == expected.isoformat(timespec="milliseconds")

@@ -9,6 +9,7 @@ throttle, authentication, the per-key limit, scopes, request criteria.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .headers import SecurityHeaders
-from .keys import Keys, Reason
+from .keys import Keys, Reason, Verdict
 from .middleware import STATE, GuardMiddleware
 from .policy import Policy, View
 from .ratelimit import LimiterUnavailable, RateLimits, parse_limit
@@ -103,7 +104,10 @@ class Guard:
             throttle=FailureThrottle(parse_limit(config.failed_auth_limit)),
         )
         app.extensions["guard"] = state
-        wsgi_app: WSGIApplication = GuardMiddleware(app.wsgi_app, state.headers, state.cors)
+        prepare = functools.partial(_prepare, state)
+        wsgi_app: WSGIApplication = GuardMiddleware(
+            app.wsgi_app, state.headers, state.cors, prepare
+        )
         if config.trusted_proxies:
             # Outside the guard, so every stage sees the forwarded address and scheme.
             hops = config.trusted_proxies
@@ -128,7 +132,8 @@ class Guard:
     # -- the decorators --------------------------------------------------------------
 
     def exempt(self, view: View) -> View:
-        """Let requests reach ``view`` with no key and no limit (health checks)."""
+        """Let requests reach ``view`` with no key and no limit (health checks). A request
+        that carries a valid key anyway still counts against that key's limit."""
         return policy.update(view, exempt=True)
 
     def require(self, *scopes: str) -> Callable[[View], View]:
@@ -179,6 +184,27 @@ def _limit_key() -> str:
 # -- the request pipeline --------------------------------------------------------------
 
 
+def _prepare(gs: GuardState, environ: WSGIEnvironment, state: RequestState) -> None:
+    """Before Flask: verify the token and send its key's rate-limit hit, so that on Redis
+    the round trip overlaps Flask's own request setup instead of following it.
+
+    Only a token that can be checked is acted on, and nothing is refused here: the hook
+    refuses in the pipeline's order. A request that carries a valid key counts against
+    that key also on an exempt view (it is never refused there).
+    """
+    if gs.headers.redirects(environ) or gs.cors.is_preflight(environ):
+        return
+    if gs.throttle.blocked(environ.get("REMOTE_ADDR") or "-") is not None:
+        return
+    try:
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+    except (MissingCredentials, MalformedCredentials):
+        return
+    verdict = state.verdict = gs.keys.verify(token)
+    if verdict.ok and verdict.record is not None:
+        state.pending = gs.limits.send_key_hit(verdict.record)
+
+
 def _before(gs: GuardState) -> ResponseReturnValue | None:
     environ = request.environ
     state: RequestState = environ[STATE]
@@ -210,20 +236,10 @@ def _before(gs: GuardState) -> ResponseReturnValue | None:
 
 def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment) -> None:
     address = environ.get("REMOTE_ADDR") or "-"
-    blocked = gs.throttle.blocked(address)
-    if blocked is not None:
-        _reject(state, RateLimited, "too_many_failed_attempts", blocked.retry_after())
     realm = f'Bearer realm="{gs.config.realm}"'
-    try:
-        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
-    except MissingCredentials as exc:
-        gs.throttle.count(address)
-        _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", realm)])
-    except MalformedCredentials as exc:
-        gs.throttle.count(address)
-        challenge = f'{realm}, error="invalid_request"'
-        _reject(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
-    verdict = gs.keys.verify(token)
+    verdict = state.verdict
+    if verdict is None:  # not verified before Flask: blocked, or no usable credentials
+        verdict = _verify(gs, state, environ, address, realm)
     state.key_id = verdict.key_id
     if verdict.reason is Reason.UNAVAILABLE:
         _reject(state, GuardUnavailable, verdict.reason.value, _retry_later())
@@ -241,9 +257,28 @@ def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment)
     gs.keys.note_use(verdict.record)
 
 
+def _verify(
+    gs: GuardState, state: RequestState, environ: WSGIEnvironment, address: str, realm: str
+) -> Verdict:
+    blocked = gs.throttle.blocked(address)
+    if blocked is not None:
+        _reject(state, RateLimited, "too_many_failed_attempts", blocked.retry_after())
+    try:
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+    except MissingCredentials as exc:
+        gs.throttle.count(address)
+        _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", realm)])
+    except MalformedCredentials as exc:
+        gs.throttle.count(address)
+        challenge = f'{realm}, error="invalid_request"'
+        _reject(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
+    return gs.keys.verify(token)
+
+
 def _limit(gs: GuardState, state: RequestState) -> None:
     assert state.key is not None
-    window = state.window = gs.limits.hit_key(state.key)
+    pending = state.pending or gs.limits.send_key_hit(state.key)
+    window = state.window = pending.result()
     if window is not None and not window.allowed:
         _reject(state, RateLimited, "rate_limited", window.retry_after())
 

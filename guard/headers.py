@@ -8,13 +8,16 @@ alone, which only reflects ``X-Forwarded-Proto`` behind ``GUARD_TRUSTED_PROXIES`
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import Flask, Request, Response, redirect
 from flask_talisman import Talisman
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .config import GuardConfig
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 class Headers(NamedTuple):
@@ -54,13 +57,17 @@ class SecurityHeaders:
         pairs = [(k, v) for k, v in response.headers.items() if k != "Content-Type"]
         return Headers(pairs, frozenset(k.lower() for k, _ in pairs))
 
+    def redirects(self, environ: WSGIEnvironment) -> bool:
+        """Whether this request is to be sent to HTTPS instead of being answered."""
+        return self.force_https and environ["wsgi.url_scheme"] != "https"
+
     def https_redirect(self, request: Request) -> WerkzeugResponse | None:
         """A redirect to the HTTPS URL for a plain-HTTP request, when HTTPS is forced.
 
         308 keeps the method and body of a non-GET request; either way the client learns
         to use HTTPS before it sends a key in the clear again.
         """
-        if not self.force_https or request.environ["wsgi.url_scheme"] == "https":
+        if not self.redirects(request.environ):
             return None
         code = 301 if request.method in ("GET", "HEAD") else 308
         return redirect(request.url.replace("http://", "https://", 1), code=code)

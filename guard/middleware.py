@@ -8,7 +8,7 @@ sends, errors and redirects included, and every exception that escapes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import audit
@@ -23,11 +23,18 @@ if TYPE_CHECKING:
 STATE = "guard.state"
 
 
+#: Work done on the raw request before the app sees it.
+Prepare = Callable[["WSGIEnvironment", RequestState], None]
+
+
 class GuardMiddleware:
-    def __init__(self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors) -> None:
+    def __init__(
+        self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors, prepare: Prepare
+    ) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
+        self.prepare = prepare
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -38,14 +45,21 @@ class GuardMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
+            self.prepare(environ, state)
             body = self.app(environ, start)
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
             state.error = type(exc).__name__
-            audit.emit(state, environ, 500)
+            self._finish(state, environ, 500)
             raise
-        audit.emit(state, environ, state.status or 500)
+        self._finish(state, environ, state.status or 500)
         return body
+
+    @staticmethod
+    def _finish(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+        if state.pending is not None:
+            state.pending.settle()  # a hit sent for a view that never read it
+        audit.emit(state, environ, status)
 
     def _add_headers(
         self, state: RequestState, environ: WSGIEnvironment, headers: list[tuple[str, str]]

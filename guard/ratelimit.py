@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -96,14 +96,20 @@ class RateLimits:
         self.default = parse_limit(config.rate_limit)
         self.failures = parse_limit(config.failed_auth_limit)
         self.fail_open = config.ratelimit_fail_open
-        self._hit = self._counter()
+        self._send = self._sender()
 
-    def hit_key(self, record: KeyRecord) -> Window | None:
-        """Count one request for ``record``, under its own limit or the default."""
+    def send_key_hit(self, record: KeyRecord) -> PendingHit:
+        """Count one request for ``record``, under its own limit or the default.
+
+        The hit is sent now and its answer read by :meth:`PendingHit.result`, so that on
+        Redis the round trip overlaps the work done in between.
+        """
         item = parse_limit(record.rate_limit) if record.rate_limit else self.default
-        with self._outage():
-            return self._hit("key", item, record.key_id)
-        return None
+        try:
+            answer = self._send("key", item, record.key_id)
+        except limits.errors.StorageError as exc:
+            answer = _failed(exc)
+        return PendingHit(answer, self.fail_open)
 
     def count_failure(self, address: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
@@ -112,21 +118,11 @@ class RateLimits:
             nothing: the request is refused anyway.
         """
         with contextlib.suppress(limits.errors.StorageError):
-            window = self._hit("failed-auth", self.failures, address)
+            window = self._send("failed-auth", self.failures, address)()
             return window if window.remaining == 0 else None
         return None
 
-    @contextlib.contextmanager
-    def _outage(self) -> Iterator[None]:
-        """Apply the outage policy: swallow storage errors when failing open, else
-        re-raise them as :class:`LimiterUnavailable`."""
-        try:
-            yield
-        except limits.errors.StorageError as exc:
-            if not self.fail_open:
-                raise LimiterUnavailable("rate limit storage did not answer") from exc
-
-    def _counter(self) -> Counter:
+    def _sender(self) -> Sender:
         """How to count a hit and learn the window in as few storage calls as possible.
 
         A fixed window needs the new count and the window's expiry: one call to the
@@ -141,39 +137,98 @@ class RateLimits:
                 return _memory_fixed_window(self.storage)
         return self._generic
 
-    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Window:
+    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Answer:
         allowed = self.strategy.hit(item, policy, identifier)
         stats = self.strategy.get_window_stats(item, policy, identifier)
-        return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+        return _ready(
+            Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+        )
 
 
-Counter = Callable[[str, RateLimitItem, str], Window]
+#: Reads the answer to a hit already sent: its window (or raises ``StorageError``).
+Answer = Callable[[], Window]
+#: Sends one hit, ``(policy, item, identifier)``, and gives the means to read its answer.
+Sender = Callable[[str, RateLimitItem, str], Answer]
 
 
-def _memory_fixed_window(storage: WindowCounters) -> Counter:
-    def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
+class PendingHit:
+    """A key's hit, sent; read its answer once with :meth:`result` or :meth:`settle`."""
+
+    __slots__ = ("_answer", "_fail_open", "_read")
+
+    def __init__(self, answer: Answer, fail_open: bool) -> None:
+        self._answer = answer
+        self._fail_open = fail_open
+        self._read = False
+
+    def result(self) -> Window | None:
+        """The window, or ``None`` when the storage failed and limits fail open.
+
+        :raises LimiterUnavailable: when the storage failed and limits fail closed.
+        """
+        self._read = True
+        try:
+            return self._answer()
+        except limits.errors.StorageError as exc:
+            if not self._fail_open:
+                raise LimiterUnavailable("rate limit storage did not answer") from exc
+        return None
+
+    def settle(self) -> None:
+        """Read the answer if nobody did (an exempt view): the hit still counts."""
+        if not self._read:
+            with contextlib.suppress(LimiterUnavailable):
+                self.result()
+
+
+def _ready(window: Window) -> Answer:
+    return lambda: window
+
+
+def _failed(exc: limits.errors.StorageError) -> Answer:
+    def answer() -> Window:
+        raise exc
+
+    return answer
+
+
+def _memory_fixed_window(storage: WindowCounters) -> Sender:
+    def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
         count, ends = storage.count(item.key_for(policy, identifier), item.get_expiry())
-        return _window(policy, item, count, _seconds_until(ends))
+        return _ready(_window(policy, item, count, _seconds_until(ends)))
 
     return hit
 
 
-def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Counter:
+def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Sender:
     client = storage.get_connection()
-    # A cluster client routes by key and has no single pool: it keeps redis-py's Script.
-    script: Callable[[list[str], list[Any]], Any] = (
-        DirectScript(client, _FIXED_WINDOW_LUA)
-        if isinstance(client, redis.Redis)
-        else client.register_script(_FIXED_WINDOW_LUA)
-    )
+    send: Callable[[list[str], list[Any]], Callable[[], Any]]
+    if isinstance(client, redis.Redis):
+        send = DirectScript(client, _FIXED_WINDOW_LUA).send
+    else:
+        # A cluster client routes by key and has no single pool: redis-py's Script,
+        # waited for at once.
+        script = client.register_script(_FIXED_WINDOW_LUA)
 
-    def hit(policy: str, item: RateLimitItem, identifier: str) -> Window:
+        def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
+            reply = script(keys, args)
+            return lambda: reply
+
+    def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
         key = storage.prefixed_key(item.key_for(policy, identifier))
         try:
-            count, pttl = script([key], [item.get_expiry(), 1])
+            read = send([key], [item.get_expiry(), 1])
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
-        return _window(policy, item, int(count), max(0, math.ceil(int(pttl) / 1000)))
+
+        def answer() -> Window:
+            try:
+                count, pttl = read()
+            except storage.base_exceptions as exc:
+                raise limits.errors.StorageError(exc) from exc
+            return _window(policy, item, int(count), max(0, math.ceil(int(pttl) / 1000)))
+
+        return answer
 
     return hit
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import redis
@@ -47,36 +48,67 @@ class DirectScript:
         self._packed: dict[tuple[Any, ...], list[bytes]] = {}
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the script and wait for its reply."""
+        return self.send(keys, args)()
+
+    def send(self, keys: list[str], args: list[Any]) -> Callable[[], Any]:
+        """Send the call now; the function returned reads its reply (once, on this
+        thread), so the round trip overlaps whatever the caller does in between."""
+        command = self._pack(keys, args)
+        failure: redis.RedisError | None = None
+        connection: _Connection | None = None
         try:
-            return self._call(keys, args)
+            connection = self._send(command)
         except redis.ConnectionError:
+            pass  # retried when the reply is read
+        except redis.RedisError as exc:
+            failure = exc
+
+        def read() -> Any:
+            if failure is not None:
+                raise failure
+            if connection is not None:
+                try:
+                    return self._read(connection, command)
+                except redis.ConnectionError:
+                    pass
             # Most likely a held connection the server or a proxy closed while idle:
             # once more on a fresh one. Never after a timeout, which would double it.
-            return self._call(keys, args)
+            return self._read(self._send(command), command)
 
-    def _call(self, keys: list[str], args: list[Any]) -> Any:
-        connection = self._connection()
-        try:
-            try:
-                return self._run(connection, keys, args)
-            except NoScriptError:  # Redis restarted or flushed its scripts
-                self._client.script_load(self._source)
-                return self._run(connection, keys, args)
-        except BaseException:
-            self._drop(connection)
-            raise
+        return read
 
-    def _run(self, connection: _Connection, keys: list[str], args: list[Any]) -> Any:
+    def _pack(self, keys: list[str], args: list[Any]) -> list[bytes]:
         call = (*keys, *args)
         packed = self._packed.get(call)
         if packed is None:
             if len(self._packed) >= PACKED_CACHE_SIZE:
                 self._packed.clear()
-            packed = self._packed[call] = connection.pack_command(
+            packed = self._packed[call] = self._connection().pack_command(
                 "EVALSHA", self._sha, len(keys), *call
             )
-        connection.send_packed_command(packed)
-        return connection.read_response()
+        return packed
+
+    def _send(self, command: list[bytes]) -> _Connection:
+        connection = self._connection()
+        try:
+            connection.send_packed_command(command)
+        except BaseException:
+            self._drop(connection)
+            raise
+        return connection
+
+    def _read(self, connection: _Connection, command: list[bytes]) -> Any:
+        try:
+            try:
+                return connection.read_response()
+            except NoScriptError:  # Redis restarted or flushed its scripts
+                self._client.script_load(self._source)
+                connection.send_packed_command(command)
+                return connection.read_response()
+        except BaseException:
+            self._drop(connection)
+            raise
 
     def _connection(self) -> _Connection:
         held: tuple[int, _Connection] | None = getattr(self._held, "connection", None)

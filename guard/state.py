@@ -9,7 +9,8 @@ import time
 
 from stores import KeyRecord
 
-from .ratelimit import Window
+from .keys import Verdict
+from .ratelimit import PendingHit, Window
 
 #: An incoming ``X-Request-ID`` is kept only if it is short and plain.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
@@ -33,6 +34,10 @@ class RequestState:
     key_id: str | None = None
     outcome: str = "allowed"
     reason: str = "valid"
+    #: The token's verdict, when the WSGI layer could verify it before Flask ran.
+    verdict: Verdict | None = None
+    #: The key's rate-limit hit, sent by the WSGI layer, its answer not yet read.
+    pending: PendingHit | None = None
     window: Window | None = None
     status: int = 0
     #: The exception that ended the request, when the view raised one.

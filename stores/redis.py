@@ -214,8 +214,9 @@ class RedisStore(KeyStore):
                 pubsub.subscribe(self.channel)
                 while not self._closed.is_set():
                     self._handle(pubsub.get_message(timeout=1.0))
-            except (redis.RedisError, OSError, ValueError):
-                # ValueError: close() shut the connection under a blocked read.
+            except (redis.RedisError, OSError, ValueError, TypeError):
+                # ValueError, TypeError: close() shut the connection under a blocked
+                # read (which of the two depends on where the read was).
                 pass
             finally:
                 # Messages may have been missed while disconnected: trust nothing cached.

@@ -8,6 +8,8 @@ from flask import Flask
 from guard import Guard
 from tests.conftest import LOCAL_CONFIG, Api
 
+ORIGIN = "https://app.example"
+
 
 def test_each_key_gets_the_default_limit_and_rate_limit_headers() -> None:
     api = Api(GUARD_RATE_LIMIT="2/minute")
@@ -109,13 +111,13 @@ class CountingLimits:
     def __init__(self, api: Api) -> None:
         self.limits = api.app.extensions["guard"].limits
         self.calls = 0
-        original = self.limits._hit
+        original = self.limits._send
 
         def counted(*args: object) -> object:
             self.calls += 1
             return original(*args)
 
-        self.limits._hit = counted
+        self.limits._send = counted
 
 
 def test_forged_tokens_never_reach_the_store_or_the_shared_limiter() -> None:
@@ -154,3 +156,27 @@ def test_an_authenticated_request_makes_one_limiter_call() -> None:
     for _ in range(5):
         api.client.get("/orders", headers=api.bearer(token))
     assert counting.calls == 5
+
+
+def test_a_key_used_on_an_exempt_view_counts_there_but_is_never_refused_there() -> None:
+    api = Api(GUARD_RATE_LIMIT="1/minute")
+    token = api.issue()
+    assert api.client.get("/health", headers=api.bearer(token)).status_code == 200
+    assert api.client.get("/health", headers=api.bearer(token)).status_code == 200
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 429
+
+
+def test_a_request_sent_to_https_or_a_preflight_does_not_count_against_the_key() -> None:
+    api = Api(GUARD_FORCE_HTTPS=True, GUARD_RATE_LIMIT="1/minute", GUARD_CORS_ORIGINS=ORIGIN)
+    token = api.issue()
+    redirected = api.client.get("/orders", headers=api.bearer(token))
+    assert redirected.status_code == 301
+    preflight = api.client.options(
+        "/orders",
+        base_url="https://localhost",
+        headers=api.bearer(token, Origin=ORIGIN, **{"Access-Control-Request-Method": "GET"}),
+    )
+    assert preflight.status_code == 204
+    answered = api.client.get("/orders", base_url="https://localhost", headers=api.bearer(token))
+    assert answered.status_code == 200
+    assert answered.headers["RateLimit"].startswith('"key";r=0;')

@@ -84,3 +84,17 @@ def test_a_forked_child_opens_its_own_connection(client: redis.Redis) -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"2"
     assert count(["hits"], [1]) == 3  # the parent's connection was left alone
+
+
+def test_a_call_is_sent_at_once_and_its_reply_read_later(
+    client: redis.Redis, redis_url: str
+) -> None:
+    count = DirectScript(client, COUNT)
+    count(["hits"], [1])
+    read = count.send(["hits"], [1])
+    admin = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 1
+    while admin.get("hits") != b"2":  # counted before its reply is read
+        assert time.monotonic() < deadline
+    assert read() == 2
+    assert count(["hits"], [1]) == 3

@@ -78,7 +78,8 @@ class GuardMiddleware:
             headers.extend(self.cors.headers_for(environ))
         if state.key is not None:
             # Authenticated answers are never cached, whatever the view said.
-            headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
+            if "cache-control" in present:
+                headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
             headers.append(("Cache-Control", "no-store"))
         if state.window is not None and "ratelimit" not in present:
             headers.extend(state.window.headers())

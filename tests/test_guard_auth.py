@@ -17,6 +17,15 @@ def test_valid_key_reaches_the_view_which_sees_the_key(api: Api) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_an_authenticated_answer_is_never_cached_whatever_the_view_says(api: Api) -> None:
+    @api.app.get("/cacheable")
+    def cacheable() -> tuple[str, int, dict[str, str]]:
+        return "ok", 200, {"Cache-Control": "public, max-age=600"}
+
+    response = api.client.get("/cacheable", headers=api.bearer(api.issue()))
+    assert response.headers.getlist("Cache-Control") == ["no-store"]
+
+
 def test_no_credentials_is_401_with_a_bare_challenge(api: Api) -> None:
     response = api.client.get("/orders")
     assert response.status_code == 401

@@ -1,9 +1,11 @@
 """The Flask extension: wires the guard's stages in front of every request.
 
 A WSGI layer (:mod:`guard.middleware`) opens each request's state, adds the response
-headers and writes the audit entry. Inside Flask, one before-request hook runs the
-stages in order: HTTPS redirection, CORS preflight, the view's policy, the failed-attempt
-throttle, authentication, the per-key limit, scopes, request criteria.
+headers and writes the audit entry; before Flask runs, it also verifies a token and
+sends its rate-limit hit (:func:`_prepare`), refusing nothing. Inside Flask, one
+before-request hook runs the stages in order and decides: HTTPS redirection, CORS
+preflight, the view's policy, the failed-attempt throttle, authentication, the per-key
+limit, scopes, request criteria.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ class _RecentlyVerified:
     def get(self, fingerprint: bytes) -> _Remembered | None:
         return self._entries.get(fingerprint)
 
+    def discard(self, fingerprint: bytes) -> None:
+        with self._lock:
+            self._entries.pop(fingerprint, None)
+
     def add(self, fingerprint: bytes, record: KeyRecord) -> None:
         with self._lock:
             if len(self._entries) >= self._size:
@@ -155,6 +159,8 @@ class Keys:
                 return Verdict(Reason.UNAVAILABLE, key_id=remembered.key_id)
             if record is not None and hmac.compare_digest(record.digest, remembered.digest):
                 return self._judge(record, now)
+            # Deleted or re-digested: forget it, so later calls pay one lookup, not two.
+            self._verified.discard(fingerprint)
         verdict = self._verify(token, now)
         if verdict.ok and verdict.record is not None:
             self._verified.add(fingerprint, verdict.record)

@@ -47,10 +47,6 @@ class DirectScript:
         # The same key and arguments come back on every request of a key: pack them once.
         self._packed: dict[tuple[Any, ...], list[bytes]] = {}
 
-    def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        """Run the script and wait for its reply."""
-        return self.send(keys, args)()
-
     def send(self, keys: list[str], args: list[Any]) -> Callable[[], Any]:
         """Send the call now; the function returned reads its reply (once, on this
         thread), so the round trip overlaps whatever the caller does in between."""

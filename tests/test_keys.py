@@ -173,6 +173,9 @@ def test_a_verified_token_is_checked_again_once_its_record_holds_another_digest(
     assert keys.verify(token).ok
     store.save(dataclasses.replace(record, digest=other.digest))
     assert keys.verify(token).reason is Reason.WRONG_SECRET
+    lookups = store.lookups
+    assert keys.verify(token).reason is Reason.WRONG_SECRET
+    assert store.lookups == lookups + 1  # forgotten: one lookup, not two
 
 
 def test_forged_tokens_neither_fill_nor_evict_the_verified_tokens(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -24,13 +25,19 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def counter(client: redis.Redis) -> Callable[[list[str], list[int]], Any]:
+    """The COUNT script, each call sent and its reply read at once."""
+    script = DirectScript(client, COUNT)
+    return lambda keys, args: script.send(keys, args)()
+
+
 def connections(admin: redis.Redis) -> int:
     return len(admin.client_list(_type="normal"))
 
 
 def test_calls_reuse_one_connection_per_thread(client: redis.Redis, redis_url: str) -> None:
     admin = redis.Redis.from_url(redis_url)
-    count = DirectScript(client, COUNT)
+    count = counter(client)
     assert count(["hits"], [1]) == 1  # and the script is loaded, on a pooled connection
     before = connections(admin)
     assert [count(["hits"], [1]) for _ in range(4)] == [2, 3, 4, 5]
@@ -43,14 +50,14 @@ def test_calls_reuse_one_connection_per_thread(client: redis.Redis, redis_url: s
 
 
 def test_a_flushed_script_is_loaded_again(client: redis.Redis) -> None:
-    count = DirectScript(client, COUNT)
+    count = counter(client)
     assert count(["hits"], [1]) == 1
     client.script_flush()
     assert count(["hits"], [1]) == 2
 
 
 def test_a_connection_the_server_closed_is_replaced_at_once(client: redis.Redis) -> None:
-    count = DirectScript(client, COUNT)
+    count = counter(client)
     assert count(["hits"], [1]) == 1
     client.client_kill_filter(_type="normal", skipme=False)
     assert count(["hits"], [1]) == 2
@@ -59,7 +66,7 @@ def test_a_connection_the_server_closed_is_replaced_at_once(client: redis.Redis)
 def test_after_a_timeout_no_late_reply_is_taken_for_a_later_answer(
     client: redis.Redis, redis_url: str
 ) -> None:
-    count = DirectScript(client, COUNT)
+    count = counter(client)
     assert count(["hits"], [1]) == 1
     admin = redis.Redis.from_url(redis_url)
     admin.client_pause(500)
@@ -72,7 +79,7 @@ def test_after_a_timeout_no_late_reply_is_taken_for_a_later_answer(
 
 
 def test_a_forked_child_opens_its_own_connection(client: redis.Redis) -> None:
-    count = DirectScript(client, COUNT)
+    count = counter(client)
     assert count(["hits"], [1]) == 1
     read, write = os.pipe()
     pid = os.fork()
@@ -89,12 +96,12 @@ def test_a_forked_child_opens_its_own_connection(client: redis.Redis) -> None:
 def test_a_call_is_sent_at_once_and_its_reply_read_later(
     client: redis.Redis, redis_url: str
 ) -> None:
-    count = DirectScript(client, COUNT)
-    count(["hits"], [1])
-    read = count.send(["hits"], [1])
+    script = DirectScript(client, COUNT)
+    script.send(["hits"], [1])()
+    read = script.send(["hits"], [1])
     admin = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + 1
     while admin.get("hits") != b"2":  # counted before its reply is read
         assert time.monotonic() < deadline
     assert read() == 2
-    assert count(["hits"], [1]) == 3
+    assert script.send(["hits"], [1])() == 3

@@ -61,7 +61,11 @@ def test_a_flood_of_forged_tokens_costs_no_round_trip(
 ) -> None:
     api, client = redis_api
     token = api.issue()
-    forged = [token[:-1] + "A", token[:20] + "x" + token[21:], "gk_" + "0" * 16 + ".a.b", "x" * 80]
+    # Each differs from the token: another last signature character, another secret.
+    last = "E" if token.endswith("A") else "A"
+    other = "y" if token[20] == "x" else "x"
+    mutated = [token[:-1] + last, token[:20] + other + token[21:]]
+    forged = [*mutated, "gk_" + "0" * 16 + ".a.b", "x" * 80]
     before = commands(client)
     for candidate in forged * 50:
         assert api.client.get("/orders", headers=api.bearer(candidate)).status_code == 401

@@ -8,8 +8,11 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guard import audit
+from guard.state import RequestState
 from tests.conftest import Api
 
 
@@ -122,3 +125,28 @@ def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
     for now in (0.0, 1_800_000_000.9999, 1_800_000_059.0405):
         expected = datetime.datetime.fromtimestamp(now, datetime.UTC)
         assert audit._timestamp(now) == expected.isoformat(timespec="milliseconds")
+
+
+@given(agent=st.text(), method=st.sampled_from(["GET", "PATCH"]), status=st.integers(100, 599))
+def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, status: int) -> None:
+    state = RequestState("req-1", outcome="denied", reason="revoked", key_id="00ff")
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": '/a"b\\c', "HTTP_USER_AGENT": agent}
+    line = audit.line(state, environ, status)
+    fields = json.loads(line)
+    cut = agent if len(agent) <= audit.MAX_VALUE_LENGTH else agent[: audit.MAX_VALUE_LENGTH] + "…"
+    assert {k: v for k, v in fields.items() if k not in ("ts", "latency_ms")} == {
+        "request_id": "req-1",
+        "method": method,
+        "path": '/a"b\\c',
+        "status": status,
+        "outcome": "denied",
+        "reason": "revoked",
+        "key_id": "00ff",
+        "key_name": None,
+        "client": None,
+        "user_agent": cut,
+    }
+    head, _, latency = line.rpartition(',"latency_ms":')
+    del fields["latency_ms"]  # written to 3 places where json.dumps would write repr()
+    assert head + "}" == json.dumps(fields, separators=(",", ":"))
+    assert float(latency[:-1]) >= 0

@@ -1,12 +1,16 @@
-"""Requests per second under gunicorn on loopback, measured with wrk.
+"""Requests per second under gunicorn on loopback, measured with wrk, interleaved.
 
-    python -m bench.http [--duration 5] [--connections 16] [--workers 2] [--only a,b]
+    python -m bench.http [--rounds 3] [--duration 3] [--connections 16] [--workers 2]
+                         [--only a,b]
 
-Each app of ``bench.apps`` is served by gunicorn (sync workers) on a free loopback port
-in turn and loaded by wrk with its authenticated GET; keys are made before the run and
-shared by every worker (an ``env://`` store stands in for memory, where workers would
-each have their own). Requests carry ``X-Forwarded-Proto: https`` as from a TLS proxy,
-which the guard trusts through ``GUARD_TRUSTED_PROXIES=1``. Needs wrk (Debian: wrk).
+Every app of ``bench.apps`` is served by its own gunicorn (sync workers) on a free
+loopback port, all at once; then round by round wrk loads each app in turn with its
+authenticated GET, and the table shows each app's median. Interleaving spreads the
+machine's drift over every app alike (one app after the other gave +-20% between runs).
+Keys are made before the run and shared by every worker (an ``env://`` store stands in
+for memory, where workers would each have their own). Requests carry
+``X-Forwarded-Proto: https`` as from a TLS proxy, which the guard trusts through
+``GUARD_TRUSTED_PROXIES=1``. Needs wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -109,36 +114,51 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="comma-separated app names")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    names = args.only.split(",") if args.only else list(APPS)
     server = RedisServer()
     server.start()
-    rates: dict[str, tuple[float, int]] = {}
+    processes: list[subprocess.Popen[bytes]] = []
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    errors = dict.fromkeys(names, 0)
     try:
-        for name in args.only.split(",") if args.only else list(APPS):
+        targets: dict[str, tuple[str, dict[str, str]]] = {}
+        for name in names:
             env, headers = prepare(name, server.url)
             process, url = serve(env, args.workers)
-            try:
-                wait_for_200(url, headers, process)
-                rates[name] = load(url, headers, args.duration, args.connections)
-            finally:
-                process.terminate()
-                process.wait(15)
+            processes.append(process)
+            wait_for_200(url, headers, process)
+            targets[name] = (url, headers)
+        for _ in range(args.rounds):
+            for name, (url, headers) in targets.items():
+                rate, failed = load(url, headers, args.duration, args.connections)
+                rates[name].append(rate)
+                errors[name] += failed
     finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(15)
         server.close()
-    base = rates.get("bare", (0.0, 0))[0]
-    print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'non-2xx':>8}")
-    for name, (rate, errors) in rates.items():
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    base = median.get("bare")
+    print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'min':>7} {'max':>7} {'non-2xx':>8}")
+    for name, rate in median.items():
         ratio = f"{rate / base:7.2f}" if base else "      -"
-        print(f"{name:<12} {rate:9.0f} {ratio} {errors:8d}")
+        print(
+            f"{name:<12} {rate:9.0f} {ratio} {min(rates[name]):7.0f} {max(rates[name]):7.0f} "
+            f"{errors[name]:8d}"
+        )
     print(
-        f"(gunicorn, {args.workers} sync workers; wrk, {args.connections} connections, "
-        f"{args.duration}s each, loopback)"
+        f"(gunicorn, {args.workers} sync workers; wrk, {args.connections} connections; "
+        f"{args.rounds} rounds of {args.duration}s per app, interleaved; medians; loopback)"
     )
 
 

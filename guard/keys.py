@@ -43,8 +43,7 @@ class Reason(enum.Enum):
     UNAVAILABLE = "store_unavailable"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """The outcome of :meth:`Keys.verify`. ``record`` is set whenever the key was found."""
 
     reason: Reason
@@ -191,13 +190,11 @@ class Keys:
 
     def note_use(self, record: KeyRecord, now: float | None = None) -> None:
         """Remember that ``record`` was used; stored in batches, off the request path."""
-        self._uses.add((record.key_id, self.clock() if now is None else now))
+        # By key: one pending entry per key, however many requests it serves.
+        self._uses.add((record.key_id, self.clock() if now is None else now), record.key_id)
 
     def _record_uses(self, uses: list[tuple[str, float]]) -> None:
-        latest: dict[str, float] = {}
-        for key_id, when in uses:
-            latest[key_id] = max(when, latest.get(key_id, when))
-        self.store.touch(latest)
+        self.store.touch(dict(uses))
 
     def _verify_imported(self, secret: str, now: float | None) -> Verdict:
         if not 0 < len(secret) <= MAX_TOKEN_LENGTH:

@@ -10,13 +10,12 @@ draft-ietf-httpapi-ratelimit-headers 08 and later (structured fields, ``q``/``w`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import limits
 import limits.errors
@@ -41,8 +40,7 @@ class LimiterUnavailable(Exception):
     """The limiter's storage did not answer."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """Where one identifier stands in its current window."""
 
     policy: str

@@ -261,14 +261,16 @@ def test_unknown_wrong_secret_and_revoked_keys_cost_the_same_comparison(
         assert len(calls) == 1, name
 
 
-def test_uses_are_written_in_batches_with_the_latest_time(keys: Keys, store: CountingStore) -> None:
+def test_uses_are_written_in_batches_one_per_key_with_the_last_time(
+    keys: Keys, store: CountingStore
+) -> None:
     _, alice = keys.create("alice")
     _, bob = keys.create("bob")
-    keys.note_use(alice, now=100.0)
-    keys.note_use(alice, now=300.0)
+    for when in range(100, 1100):
+        keys.note_use(alice, now=float(when))
     keys.note_use(bob, now=200.0)
-    keys.note_use(alice, now=250.0)
     assert store.last_used(alice.key_id) is None  # nothing written on the request path
+    assert len(keys._uses._pending) == 2  # a busy key holds one entry, not one per request
     keys._uses.flush()
-    assert store.last_used(alice.key_id) == 300.0
+    assert store.last_used(alice.key_id) == 1099.0
     assert store.last_used(bob.key_id) == 200.0

@@ -210,13 +210,14 @@ def _prepare(gs: GuardState, environ: WSGIEnvironment, state: RequestState) -> N
 def _before(gs: GuardState) -> ResponseReturnValue | None:
     environ = request.environ
     state: RequestState = environ[STATE]
-    redirect = gs.headers.https_redirect(request)
-    if redirect is not None:
-        state.reason = "https_redirect"
-        return redirect
-    if gs.cors.is_preflight(environ):
-        state.reason = "preflight"
-        return Response(status=204)
+    if state.verdict is None:  # else _prepare found it neither a redirect nor a preflight
+        redirect = gs.headers.https_redirect(request)
+        if redirect is not None:
+            state.reason = "https_redirect"
+            return redirect
+        if gs.cors.is_preflight(environ):
+            state.reason = "preflight"
+            return Response(status=204)
     endpoint = request.endpoint
     view_policy = gs.policies.get(endpoint)
     if view_policy is None:

@@ -1,12 +1,13 @@
 """Requests per second under gunicorn on loopback, measured with wrk, interleaved.
 
-    python -m bench.http [--rounds 3] [--duration 3] [--connections 16] [--workers 2]
+    python -m bench.http [--rounds 7] [--duration 2] [--connections 16] [--workers 2]
                          [--only a,b]
 
 Every app of ``bench.apps`` is served by its own gunicorn (sync workers) on a free
 loopback port, all at once; then round by round wrk loads each app in turn with its
-authenticated GET, and the table shows each app's median. Interleaving spreads the
-machine's drift over every app alike (one app after the other gave +-20% between runs).
+authenticated GET. The table shows each app's median rate and the median of its
+per-round ratios to bare Flask: a shared machine drifts by +-20% within a minute, and a
+ratio taken within one round sees the same drift on both sides.
 Keys are made before the run and shared by every worker (an ``env://`` store stands in
 for memory, where workers would each have their own). Requests carry
 ``X-Forwarded-Proto: https`` as from a TLS proxy, which the guard trusts through
@@ -114,8 +115,8 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--duration", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="comma-separated app names")
@@ -147,18 +148,22 @@ def main() -> None:
         for process in processes:
             process.wait(15)
         server.close()
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    base = median.get("bare")
+    base = rates.get("bare")
     print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'min':>7} {'max':>7} {'non-2xx':>8}")
-    for name, rate in median.items():
-        ratio = f"{rate / base:7.2f}" if base else "      -"
+    for name, values in rates.items():
+        ratio = (
+            f"{statistics.median(v / b for v, b in zip(values, base, strict=True)):7.2f}"
+            if base
+            else "      -"
+        )
         print(
-            f"{name:<12} {rate:9.0f} {ratio} {min(rates[name]):7.0f} {max(rates[name]):7.0f} "
-            f"{errors[name]:8d}"
+            f"{name:<12} {statistics.median(values):9.0f} {ratio} {min(values):7.0f} "
+            f"{max(values):7.0f} {errors[name]:8d}"
         )
     print(
         f"(gunicorn, {args.workers} sync workers; wrk, {args.connections} connections; "
-        f"{args.rounds} rounds of {args.duration}s per app, interleaved; medians; loopback)"
+        f"{args.rounds} rounds of {args.duration}s per app, interleaved; medians; x bare is the "
+        "median of per-round ratios; loopback)"
     )
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import threading
 import time
 from json.encoder import encode_basestring_ascii as _quote
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .state import RequestState
 
@@ -26,8 +28,8 @@ logger.addHandler(logging.NullHandler())
 MAX_VALUE_LENGTH = 512
 
 
-def line(state: RequestState, environ: WSGIEnvironment, status: int) -> str:
-    """The audit entry for a finished request: one line of JSON, ASCII only."""
+def line(state: RequestState, environ: WSGIEnvironment, status: int, now: float) -> str:
+    """The audit entry for a request finished at ``now``: one line of JSON, ASCII only."""
     key = state.key
     outcome, reason = state.outcome, state.reason
     if status >= 500 and outcome == "allowed":
@@ -35,7 +37,7 @@ def line(state: RequestState, environ: WSGIEnvironment, status: int) -> str:
     # Joined by hand: a dict through json.dumps costs more than the rest of the entry.
     # Every string goes through json's own escaper, so the line is what json.dumps writes.
     return (
-        f'{{"ts":"{_timestamp(time.time())}","request_id":{_string(state.request_id)},'
+        f'{{"ts":"{_timestamp(now)}","request_id":{_string(state.request_id)},'
         f'"method":{_string(environ.get("REQUEST_METHOD"))},'
         f'"path":{_string(_text(environ.get("PATH_INFO", "")))},"status":{status:d},'
         f'"outcome":{_string(outcome)},"reason":{_string(reason)},'
@@ -76,7 +78,45 @@ def _text(wsgi_value: str) -> str:
 def emit(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
     """Log the entry for this request."""
     if logger.isEnabledFor(logging.INFO):
-        message = line(state, environ, status)
-        # A record made directly: logger.info would walk the stack to find its caller,
-        # which costs more than the rest of the entry and tells nothing here.
-        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None))
+        now = time.time()
+        logger.handle(_records.make(line(state, environ, status, now), now))
+
+
+class _Records:
+    """The audit logger's records, as ``logger.makeRecord`` builds them, made faster.
+
+    A ``LogRecord`` derives on every call what is the same for every entry a thread
+    logs: the source file and module names, the level name, the thread and process
+    (``logger.info`` would even walk the stack for the caller). Here they come from one
+    record per thread made the ordinary way, and each entry copies them and sets its own
+    message and time. Where an application installed its own record factory
+    (``logging.setLogRecordFactory``), the factory makes every record.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._local = threading.local()
+
+    def make(self, message: str, now: float) -> logging.LogRecord:
+        if logging.getLogRecordFactory() is not logging.LogRecord:
+            return self._ordinary(message)
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
+            local.template, local.pid = vars(self._ordinary("")), os.getpid()
+        template: dict[str, Any] = local.template
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        fields = vars(record)
+        fields.update(template)
+        fields["msg"] = message
+        fields["created"] = now
+        fields["msecs"] = int((now - int(now)) * 1000) + 0.0
+        fields["relativeCreated"] = template["relativeCreated"] + (now - template["created"]) * 1000
+        return record
+
+    def _ordinary(self, message: str) -> logging.LogRecord:
+        return self._logger.makeRecord(
+            self._logger.name, logging.INFO, __file__, 0, message, (), None
+        )
+
+
+_records = _Records(logger)

@@ -131,7 +131,7 @@ def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
 def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, status: int) -> None:
     state = RequestState("req-1", outcome="denied", reason="revoked", key_id="00ff")
     environ = {"REQUEST_METHOD": method, "PATH_INFO": '/a"b\\c', "HTTP_USER_AGENT": agent}
-    line = audit.line(state, environ, status)
+    line = audit.line(state, environ, status, 0.0)
     fields = json.loads(line)
     cut = agent if len(agent) <= audit.MAX_VALUE_LENGTH else agent[: audit.MAX_VALUE_LENGTH] + "…"
     assert {k: v for k, v in fields.items() if k not in ("ts", "latency_ms")} == {
@@ -150,3 +150,30 @@ def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, st
     del fields["latency_ms"]  # written to 3 places where json.dumps would write repr()
     assert head + "}" == json.dumps(fields, separators=(",", ":"))
     assert float(latency[:-1]) >= 0
+
+
+def test_records_carry_what_logging_would_put_in_them() -> None:
+    ordinary = audit.logger.makeRecord(
+        "guard.audit", logging.INFO, audit.__file__, 0, "entry", (), None
+    )
+    fast = audit._records.make("entry", ordinary.created)
+    assert type(fast) is logging.LogRecord
+    assert vars(fast) == vars(ordinary) | {"relativeCreated": fast.relativeCreated}
+    assert abs(fast.relativeCreated - ordinary.relativeCreated) < 1e-3
+    rich = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(module)s %(filename)s:%(lineno)d "
+        "%(funcName)s %(threadName)s %(process)d %(processName)s %(message)s"
+    )
+    assert rich.format(fast) == rich.format(ordinary)
+
+
+def test_an_applications_record_factory_makes_every_audit_record() -> None:
+    class Tagged(logging.LogRecord):
+        tenant = "blue"
+
+    logging.setLogRecordFactory(Tagged)
+    try:
+        record = audit._records.make("entry", 0.0)
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+    assert isinstance(record, Tagged) and record.getMessage() == "entry"

@@ -191,8 +191,10 @@ def _failed(exc: limits.errors.StorageError) -> Answer:
 
 
 def _memory_fixed_window(storage: WindowCounters) -> Sender:
+    key_for = _keys(lambda key: key)
+
     def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
-        count, ends = storage.count(item.key_for(policy, identifier), item.get_expiry())
+        count, ends = storage.count(key_for(policy, item, identifier), item.get_expiry())
         return _ready(_window(policy, item, count, _seconds_until(ends)))
 
     return hit
@@ -212,8 +214,10 @@ def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Sender:
             reply = script(keys, args)
             return lambda: reply
 
+    key_for = _keys(storage.prefixed_key)
+
     def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
-        key = storage.prefixed_key(item.key_for(policy, identifier))
+        key = key_for(policy, item, identifier)
         try:
             read = send([key], [item.get_expiry(), 1])
         except storage.base_exceptions as exc:
@@ -229,6 +233,18 @@ def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Sender:
         return answer
 
     return hit
+
+
+def _keys(finish: Callable[[str], str]) -> Callable[[str, RateLimitItem, str], str]:
+    """The storage key of ``(policy, item, identifier)``, as ``limits`` names it, kept for
+    the identifiers seen lately: a key sends a hit every request, and ``key_for``
+    rebuilds the same string each time."""
+
+    @functools.lru_cache(maxsize=4096)
+    def key_for(policy: str, item: RateLimitItem, identifier: str) -> str:
+        return finish(item.key_for(policy, identifier))
+
+    return key_for
 
 
 _FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").read_bytes()

@@ -37,6 +37,8 @@ from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY = {"X-Forwarded-Proto": "https"}
+#: Each guard app beside the hand-stitched stack on the same storage.
+PEERS = {"guard": "peer", "guard_redis": "peer_redis"}
 
 
 def prepare(name: str, redis_url: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -113,6 +115,13 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
     return float(rate.group(1)), int(errors.group(1)) if errors else 0
 
 
+def _ratio(values: list[float], base: list[float] | None) -> str:
+    """The median of per-round ratios to ``base``: both sides of a ratio saw one round."""
+    if not base:
+        return "      -"
+    return f"{statistics.median(v / b for v, b in zip(values, base, strict=True)):7.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
@@ -148,22 +157,20 @@ def main() -> None:
         for process in processes:
             process.wait(15)
         server.close()
-    base = rates.get("bare")
-    print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'min':>7} {'max':>7} {'non-2xx':>8}")
+    print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'x peer':>7} {'min':>7} {'max':>7}", end="")
+    print(f" {'non-2xx':>8}")
     for name, values in rates.items():
-        ratio = (
-            f"{statistics.median(v / b for v, b in zip(values, base, strict=True)):7.2f}"
-            if base
-            else "      -"
-        )
+        peer = PEERS.get(name, "")
         print(
-            f"{name:<12} {statistics.median(values):9.0f} {ratio} {min(values):7.0f} "
-            f"{max(values):7.0f} {errors[name]:8d}"
+            f"{name:<12} {statistics.median(values):9.0f} {_ratio(values, rates.get('bare'))} "
+            f"{_ratio(values, rates.get(peer))} {min(values):7.0f} {max(values):7.0f} "
+            f"{errors[name]:8d}"
         )
     print(
         f"(gunicorn, {args.workers} sync workers; wrk, {args.connections} connections; "
-        f"{args.rounds} rounds of {args.duration}s per app, interleaved; medians; x bare is the "
-        "median of per-round ratios; loopback)"
+        f"{args.rounds} rounds of {args.duration}s per app, interleaved; medians; x bare and "
+        "x peer (the hand-stitched stack on the same storage) are medians of per-round ratios; "
+        "loopback)"
     )
 
 

@@ -69,6 +69,8 @@ class GuardState:
     headers: SecurityHeaders
     cors: Cors
     throttle: FailureThrottle
+    #: The ``WWW-Authenticate`` challenge every refusal starts with (RFC 6750).
+    challenge: str
     #: Endpoint -> policy, filled on first use (views may be added after init_app).
     policies: dict[str | None, Policy] = dataclasses.field(default_factory=dict)
 
@@ -104,6 +106,7 @@ class Guard:
             headers=SecurityHeaders(config),
             cors=Cors(config, app),
             throttle=FailureThrottle(parse_limit(config.failed_auth_limit)),
+            challenge=f'Bearer realm="{config.realm}"',
         )
         app.extensions["guard"] = state
         prepare = functools.partial(_prepare, state)
@@ -239,10 +242,9 @@ def _before(gs: GuardState) -> ResponseReturnValue | None:
 
 def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment) -> None:
     address = environ.get("REMOTE_ADDR") or "-"
-    realm = f'Bearer realm="{gs.config.realm}"'
     verdict = state.verdict
     if verdict is None:  # not verified before Flask: blocked, or no usable credentials
-        verdict = _verify(gs, state, environ, address, realm)
+        verdict = _verify(gs, state, environ, address)
     state.key_id = verdict.key_id
     if verdict.reason is Reason.UNAVAILABLE:
         _reject(state, GuardUnavailable, verdict.reason.value, _retry_later())
@@ -253,16 +255,14 @@ def _authenticate(gs: GuardState, state: RequestState, environ: WSGIEnvironment)
             over = gs.limits.count_failure(address)
             if over is not None:
                 gs.throttle.block(address, over.reset_in)
-        challenge = f'{realm}, error="invalid_token"'
+        challenge = f'{gs.challenge}, error="invalid_token"'
         _reject(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
     state.key = verdict.record
     assert verdict.record is not None
     gs.keys.note_use(verdict.record)
 
 
-def _verify(
-    gs: GuardState, state: RequestState, environ: WSGIEnvironment, address: str, realm: str
-) -> Verdict:
+def _verify(gs: GuardState, state: RequestState, environ: WSGIEnvironment, address: str) -> Verdict:
     blocked = gs.throttle.blocked(address)
     if blocked is not None:
         _reject(state, RateLimited, "too_many_failed_attempts", blocked.retry_after())
@@ -270,10 +270,10 @@ def _verify(
         token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
     except MissingCredentials as exc:
         gs.throttle.count(address)
-        _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", realm)])
+        _reject(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", gs.challenge)])
     except MalformedCredentials as exc:
         gs.throttle.count(address)
-        challenge = f'{realm}, error="invalid_request"'
+        challenge = f'{gs.challenge}, error="invalid_request"'
         _reject(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
     return gs.keys.verify(token)
 
@@ -289,10 +289,8 @@ def _limit(gs: GuardState, state: RequestState) -> None:
 def _check_scopes(gs: GuardState, state: RequestState, view_policy: Policy) -> None:
     if state.key is None or view_policy.scopes <= set(state.key.scopes):
         return
-    challenge = (
-        f'Bearer realm="{gs.config.realm}", error="insufficient_scope", '
-        f'scope="{" ".join(sorted(view_policy.scopes))}"'
-    )
+    scopes = " ".join(sorted(view_policy.scopes))
+    challenge = f'{gs.challenge}, error="insufficient_scope", scope="{scopes}"'
     _reject(state, InsufficientScope, "insufficient_scope", [("WWW-Authenticate", challenge)])
 
 

@@ -21,6 +21,7 @@ every worker within a message's latency, and never later than the cache TTL.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,8 @@ from redis.retry import Retry
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
 from .errors import InvalidRecord, StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -214,10 +217,14 @@ class RedisStore(KeyStore):
                 pubsub.subscribe(self.channel)
                 while not self._closed.is_set():
                     self._handle(pubsub.get_message(timeout=1.0))
-            except (redis.RedisError, OSError, ValueError, TypeError):
-                # ValueError, TypeError: close() shut the connection under a blocked
-                # read (which of the two depends on where the read was).
-                pass
+            except (redis.RedisError, OSError):
+                pass  # reconnect below
+            except Exception:
+                # close() shuts the connection under a blocked read, and redis-py's parser
+                # then fails with ValueError, TypeError or AttributeError depending on
+                # where the read was: expected once closed, worth a line otherwise.
+                if not self._closed.is_set():
+                    logger.warning("key invalidation listener failed; reconnecting", exc_info=True)
             finally:
                 # Messages may have been missed while disconnected: trust nothing cached.
                 self._listening.clear()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
+import redis
+import redis.client
 
 from guard import Keys, Reason, TokenCodec
 from stores import KeyRecord, RedisStore, StoreUnavailable, from_url
@@ -119,3 +123,61 @@ def test_a_hung_redis_is_given_up_on_within_the_timeout(
     start = time.monotonic()
     assert keys.verify(token).reason is Reason.UNAVAILABLE
     assert time.monotonic() - start < 1.5  # 0.5 s timeout, no retry on timeouts
+
+
+def test_closing_a_store_while_its_listener_reads_leaves_no_thread_failure(
+    redis_url: str,
+) -> None:
+    # The listener is blocked in a read whenever it is idle; close() pulls the connection
+    # from under it. pytest fails this test if that thread dies with an exception.
+    for _ in range(20):
+        store = from_url(redis_url, timeout=0.5)
+        assert isinstance(store, RedisStore)
+        store.get("0000000000000000")  # starts the listener
+        wait_until(store._listening.is_set, timeout=5)
+        store.close()
+    wait_until(
+        lambda: not any(t.name == "guard-invalidate" for t in threading.enumerate()), timeout=5
+    )
+
+
+# What redis-py's parser raises when close() disconnects under a read at an unlucky point.
+TORN_READ = AttributeError("'NoneType' object has no attribute 'readline'")
+
+
+def test_a_listener_failure_is_logged_and_the_listener_reconnects(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = iter([TORN_READ])
+    real = redis.client.PubSub.get_message
+
+    def flaky(pubsub: redis.client.PubSub, *args: Any, **kwargs: Any) -> Any:
+        for failure in failures:
+            raise failure
+        return real(pubsub, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.PubSub, "get_message", flaky)
+    store = from_url(redis_url, timeout=0.5)
+    assert isinstance(store, RedisStore)
+    store.get("0000000000000000")
+    wait_until(store._listening.is_set, timeout=5)  # subscribed again after the failure
+    store.close()
+    assert "key invalidation listener failed; reconnecting" in caplog.text
+
+
+def test_a_read_torn_by_close_ends_the_listener_quietly(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = from_url(redis_url, timeout=0.5)
+    assert isinstance(store, RedisStore)
+
+    def torn(pubsub: redis.client.PubSub, *args: Any, **kwargs: Any) -> Any:
+        store.close()
+        raise TORN_READ
+
+    monkeypatch.setattr(redis.client.PubSub, "get_message", torn)
+    store.get("0000000000000000")
+    wait_until(
+        lambda: not any(t.name == "guard-invalidate" for t in threading.enumerate()), timeout=5
+    )
+    assert "listener failed" not in caplog.text

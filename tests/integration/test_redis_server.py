@@ -171,12 +171,16 @@ def test_a_read_torn_by_close_ends_the_listener_quietly(
     store = from_url(redis_url, timeout=0.5)
     assert isinstance(store, RedisStore)
 
+    request_done = threading.Event()
+
     def torn(pubsub: redis.client.PubSub, *args: Any, **kwargs: Any) -> Any:
+        request_done.wait(5)  # close under the listener's read, not under the request's
         store.close()
         raise TORN_READ
 
     monkeypatch.setattr(redis.client.PubSub, "get_message", torn)
     store.get("0000000000000000")
+    request_done.set()
     wait_until(
         lambda: not any(t.name == "guard-invalidate" for t in threading.enumerate()), timeout=5
     )

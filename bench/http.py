@@ -5,9 +5,11 @@
 
 Every app of ``bench.apps`` is served by its own gunicorn (sync workers) on a free
 loopback port, all at once; then round by round wrk loads each app in turn with its
-authenticated GET. The table shows each app's median rate and the median of its
-per-round ratios to bare Flask: a shared machine drifts by +-20% within a minute, and a
-ratio taken within one round sees the same drift on both sides.
+authenticated GET, every other round in reverse order. The table shows each app's
+median rate and the medians of its per-round ratios to bare Flask and to the
+hand-stitched stack on the same storage: a shared machine drifts by +-20% within a
+minute, and a ratio taken within one round sees much the same drift on both sides.
+
 Keys are made before the run and shared by every worker (an ``env://`` store stands in
 for memory, where workers would each have their own). Requests carry
 ``X-Forwarded-Proto: https`` as from a TLS proxy, which the guard trusts through
@@ -146,8 +148,11 @@ def main() -> None:
             processes.append(process)
             wait_for_200(url, headers, process)
             targets[name] = (url, headers)
-        for _ in range(args.rounds):
-            for name, (url, headers) in targets.items():
+        for round_ in range(args.rounds):
+            # Every other round in reverse: a drift during a round then favours no app.
+            order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+            for name in order:
+                url, headers = targets[name]
                 rate, failed = load(url, headers, args.duration, args.connections)
                 rates[name].append(rate)
                 errors[name] += failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -133,12 +134,18 @@ def test_closing_a_store_while_its_listener_reads_leaves_no_thread_failure(
     for _ in range(20):
         store = from_url(redis_url, timeout=0.5)
         assert isinstance(store, RedisStore)
-        store.get("0000000000000000")  # starts the listener
+        [listener] = started_listeners(functools.partial(store.get, "0000000000000000"))
         wait_until(store._listening.is_set, timeout=5)
         store.close()
-    wait_until(
-        lambda: not any(t.name == "guard-invalidate" for t in threading.enumerate()), timeout=5
-    )
+        listener.join(5)
+        assert not listener.is_alive()
+
+
+def started_listeners(action: Callable[[], object]) -> list[threading.Thread]:
+    """The invalidation listeners that ``action`` started."""
+    before = set(threading.enumerate())
+    action()
+    return [t for t in threading.enumerate() if t.name == "guard-invalidate" and t not in before]
 
 
 # What redis-py's parser raises when close() disconnects under a read at an unlucky point.
@@ -179,9 +186,8 @@ def test_a_read_torn_by_close_ends_the_listener_quietly(
         raise TORN_READ
 
     monkeypatch.setattr(redis.client.PubSub, "get_message", torn)
-    store.get("0000000000000000")
+    [listener] = started_listeners(lambda: store.get("0000000000000000"))
     request_done.set()
-    wait_until(
-        lambda: not any(t.name == "guard-invalidate" for t in threading.enumerate()), timeout=5
-    )
+    listener.join(5)
+    assert not listener.is_alive()
     assert "listener failed" not in caplog.text

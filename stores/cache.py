@@ -80,7 +80,7 @@ class BoundedCache(Generic[K, V]):
         return len(self._entries)
 
 
-class RecordCache(BoundedCache[str, "KeyRecord | None"]):
+class RecordCache(BoundedCache[str, KeyRecord | None]):
     """Key records by id for a store; ``None`` caches "no such key".
 
     It may answer with a record up to ``ttl`` seconds old; the Redis store discards

@@ -16,7 +16,7 @@ import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
-from .state import RequestState
+from .context import RequestState
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

@@ -1,8 +1,29 @@
-"""The ``Authorization: Bearer`` header (RFC 6750), read strictly."""
+"""Authentication: the ``Authorization: Bearer`` header (RFC 6750), read strictly, and
+the key it names, with every failure counted against the client's address.
+
+A refusal names its cause to the audit trail only: the client sees one ``invalid_token``
+for every bad token, whatever was wrong with it.
+"""
 
 from __future__ import annotations
 
 import re
+
+from stores import KeyRecord
+
+from .context import RequestState
+from .errors import (
+    AuthenticationRequired,
+    GuardUnavailable,
+    InvalidRequest,
+    InvalidToken,
+    RateLimited,
+    refuse,
+    retry_later,
+)
+from .keys import Keys, Reason
+from .ratelimit import RateLimits, retry_after
+from .throttle import FailureThrottle
 
 #: ``Bearer`` (any case), one or more spaces, a b64token: nothing else is a credential.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
@@ -35,3 +56,52 @@ def bearer_token(header: str | None) -> str:
     if header.split(None, 1)[0].lower() == "bearer":
         raise MalformedCredentials("malformed_bearer")
     raise MissingCredentials("unsupported_scheme")
+
+
+class Authenticator:
+    """Turns a request's credentials into its key, or refuses it.
+
+    An address over its failed-attempt limit is refused (429) before its credentials are
+    looked at. Failures judged without the store (no credentials, a malformed header, a
+    bad signature) are counted in the process only; those that needed the store are also
+    counted in the shared limiter, which blocks the address in every worker.
+    """
+
+    def __init__(
+        self, keys: Keys, throttle: FailureThrottle, limits: RateLimits, realm: str
+    ) -> None:
+        self.keys = keys
+        self.throttle = throttle
+        self.limits = limits
+        #: The ``WWW-Authenticate`` challenge every refusal starts with (RFC 6750).
+        self.challenge = f'Bearer realm="{realm}"'
+
+    def authenticate(self, state: RequestState, header: str | None, address: str) -> KeyRecord:
+        blocked = self.throttle.blocked(address)
+        if blocked is not None:
+            refuse(state, RateLimited, "too_many_failed_attempts", retry_after([blocked]))
+        try:
+            token = bearer_token(header)
+        except MissingCredentials as exc:
+            self.throttle.count(address)
+            refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", self.challenge)])
+        except MalformedCredentials as exc:
+            self.throttle.count(address)
+            challenge = f'{self.challenge}, error="invalid_request"'
+            refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
+        verdict = self.keys.verify(token)
+        state.key_id = verdict.key_id
+        if verdict.reason is Reason.UNAVAILABLE:
+            refuse(state, GuardUnavailable, verdict.reason.value, retry_later())
+        if not verdict.ok or verdict.record is None:
+            if verdict.reason in (Reason.MALFORMED, Reason.BAD_SIGNATURE):
+                self.throttle.count(address)  # judged without the store: counted here only
+            else:
+                over = self.limits.count_failure(address)
+                if over is not None:
+                    self.throttle.block(address, over.reset_in)
+            challenge = f'{self.challenge}, error="invalid_token"'
+            refuse(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
+        state.key = verdict.record
+        self.keys.note_use(verdict.record)
+        return verdict.record

@@ -21,6 +21,8 @@ from stores import EnvStore, InvalidStoreURL
 from .errors import ConfigurationError
 
 PREFIX = "GUARD_"
+#: An exact origin: scheme, host name (letters, digits, dots, hyphens), optional port.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
 #: Shortest accepted server secret or pepper, in characters.
 MIN_SECRET_LENGTH = 32
 
@@ -131,19 +133,26 @@ class GuardConfig:
             )
         for name in ("rate_limit", "failed_auth_limit"):
             try:
-                limits.parse(getattr(self, name))
+                parts = limits.parse_many(getattr(self, name))
             except ValueError:
+                parts = []
+            if not parts:
                 raise ConfigurationError(
-                    f"{PREFIX}{name.upper()} must be a rate limit such as '600/minute', "
-                    f"not {getattr(self, name)!r}"
-                ) from None
+                    f"{PREFIX}{name.upper()} must be a rate limit such as '600/minute' "
+                    f"(several: '600/minute;10000/day'), not {getattr(self, name)!r}"
+                )
+        if len(limits.parse_many(self.failed_auth_limit)) > 1:
+            raise ConfigurationError(f"{PREFIX}FAILED_AUTH_LIMIT takes one limit, not several")
         if self.ratelimit_strategy not in limits.strategies.STRATEGIES:
             known = ", ".join(limits.strategies.STRATEGIES)
             raise ConfigurationError(f"GUARD_RATELIMIT_STRATEGY must be one of {known}")
         for origin in self.cors_origins:
-            if origin != "*" and not re.fullmatch(r"https?://[^/\s*]+", origin):
+            # Exact strings only: Flask-CORS reads an entry with regex characters as an
+            # unanchored pattern, which would grant look-alike origins.
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ConfigurationError(
-                    f"GUARD_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                    f"GUARD_CORS_ORIGINS: {origin!r} is not an exact origin "
+                    "(scheme://host[:port], no paths, wildcards or regex characters)"
                 )
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ConfigurationError(

@@ -1,7 +1,15 @@
-"""CORS with an exact origin allowlist, through Flask-CORS's own rules.
+"""CORS for an exact origin allowlist, answered by Flask-CORS's own rules.
 
-Flask-CORS recomputes its headers on every response; for one set of options they depend
-only on a few request headers, so the guard keeps the answers in a small bounded cache.
+Only an origin in ``GUARD_CORS_ORIGINS`` (compared exactly, ignoring case, as browsers
+send it) gets CORS headers, and its preflight is answered before authentication and
+limits. Flask-CORS would treat an entry with regex characters as an unanchored pattern
+(``https://(app|admin).example.com`` would grant ``https://app.example.com.evil.net``):
+the settings refuse such entries at start-up (:mod:`guard.config`).
+
+Flask-CORS recomputes its headers on every response, yet for one set of options they
+depend only on four request headers. The guard installs Flask-CORS, through its public
+API, on a scratch app, asks it once per distinct combination from an allowed origin, and
+keeps the answers in a small LRU.
 """
 
 from __future__ import annotations
@@ -10,10 +18,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from flask import Flask
-from flask_cors.core import get_cors_headers, get_cors_options
-from werkzeug.datastructures import Headers as RequestHeaders
-
-from .config import GuardConfig
+from flask_cors import CORS
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -40,24 +45,43 @@ _VARYING = (
 class Cors:
     """CORS headers for allowed origins; none at all when no origin is configured."""
 
-    def __init__(self, config: GuardConfig, app: Flask) -> None:
-        self.enabled = bool(config.cors_origins)
-        self._options = get_cors_options(
-            app,
-            {
-                "origins": list(config.cors_origins),
-                "supports_credentials": config.cors_allow_credentials,
-                "allow_headers": list(config.cors_allow_headers),
-                "expose_headers": EXPOSE_HEADERS,
-                "max_age": config.cors_max_age,
-                "send_wildcard": False,
-                "vary_header": True,
-            },
+    def __init__(
+        self,
+        origins: tuple[str, ...],
+        *,
+        allow_credentials: bool,
+        allow_headers: tuple[str, ...],
+        max_age: int,
+    ) -> None:
+        self.enabled = bool(origins)
+        self._any = "*" in origins
+        self._allowed = frozenset(origin.lower() for origin in origins)
+        scratch = Flask("guard.cors")
+        CORS(
+            scratch,
+            origins=list(origins),
+            supports_credentials=allow_credentials,
+            allow_headers=list(allow_headers),
+            expose_headers=EXPOSE_HEADERS,
+            max_age=max_age,
+            send_wildcard=False,
+            vary_header=True,
         )
-        self._headers = functools.lru_cache(maxsize=1024)(self._compute)
+        scratch.add_url_rule(
+            "/", "probe", lambda: "", methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+        )
+        self._client = scratch.test_client()
+        self._headers = functools.lru_cache(maxsize=1024)(self._ask)
+
+    def allows(self, environ: WSGIEnvironment) -> bool:
+        """Whether the request comes from an allowed origin."""
+        origin = environ.get("HTTP_ORIGIN")
+        return (
+            self.enabled and origin is not None and (self._any or origin.lower() in self._allowed)
+        )
 
     def headers_for(self, environ: WSGIEnvironment) -> Headers:
-        if not self.enabled or "HTTP_ORIGIN" not in environ:
+        if not self.allows(environ):
             return []
         values = tuple(environ.get(key) for _, key in _VARYING)
         return self._headers(environ["REQUEST_METHOD"], values)
@@ -67,12 +91,14 @@ class Cors:
         return (
             environ["REQUEST_METHOD"] == "OPTIONS"
             and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
-            and bool(self.headers_for(environ))
+            and self.allows(environ)
         )
 
-    def _compute(self, method: str, values: tuple[str | None, ...]) -> Headers:
-        request_headers = RequestHeaders(
-            [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
-        )
-        computed = get_cors_headers(self._options, request_headers, method)
-        return [(name, str(value)) for name, value in computed.items(multi=True)]
+    def _ask(self, method: str, values: tuple[str | None, ...]) -> Headers:
+        sent = [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
+        answer = self._client.open("/", method=method, headers=sent)
+        return [
+            (name, value)
+            for name, value in answer.headers.items()
+            if name.lower().startswith("access-control-") or name.lower() == "vary"
+        ]

@@ -1,23 +1,27 @@
-"""Security headers for a JSON API, compiled once by Flask-Talisman, and HTTPS redirection.
+"""The security headers every response gets, made by Flask-Talisman once per policy.
 
-Talisman re-reads its policies on every response and trusts ``X-Forwarded-Proto`` from
-any client. The guard runs Talisman once, at start-up, on a scratch app, and copies the
-headers it produced; whether a request is secure is decided by ``request.is_secure``
-alone, which only reflects ``X-Forwarded-Proto`` behind ``GUARD_TRUSTED_PROXIES``.
+Talisman recomputes its headers on every response (about as much as a bare Flask
+request costs), yet for one policy they are constants: one set for plain HTTP, one with
+HSTS for HTTPS. So the guard installs Talisman, through its public API, on a scratch app
+and reads what it sends to one request of each kind, at start-up; a view with its own
+Content-Security-Policy (``@guard.headers(csp=...)``, e.g. an HTML docs page) gets its
+own pair, made the same way the first time it is needed.
+
+Talisman's own HTTPS redirect is off: it trusts ``X-Forwarded-Proto`` from any client.
+The guard redirects in :mod:`guard.https`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import functools
+from collections.abc import Iterable
+from typing import NamedTuple
 
-from flask import Flask, Request, Response, redirect
+from flask import Flask
 from flask_talisman import Talisman
-from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .config import GuardConfig
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+#: For JSON: nothing may load, frame or embed a response.
+CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
 class Headers(NamedTuple):
@@ -27,47 +31,39 @@ class Headers(NamedTuple):
     names: frozenset[str]
 
 
-#: For JSON: nothing may load, frame or embed a response.
-CONTENT_SECURITY_POLICY = {"default-src": "'none'", "frame-ancestors": "'none'"}
-
-
 class SecurityHeaders:
-    """The headers every response gets; HSTS only on requests that came over HTTPS."""
+    """The headers for a response; HSTS only on requests that came over HTTPS."""
 
-    def __init__(self, config: GuardConfig) -> None:
+    def __init__(self, hsts_max_age: int) -> None:
+        self.hsts_max_age = hsts_max_age
+        self.plain, self.secure = self.for_policy(CONTENT_SECURITY_POLICY)
+
+    def pick(self, secure: bool, csp: str | None) -> Headers:
+        """The headers for a response over HTTPS or not, under the view's own CSP."""
+        plain, with_hsts = (self.plain, self.secure) if csp is None else self.for_policy(csp)
+        return with_hsts if secure else plain
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per app, kept for its life
+    def for_policy(self, csp: str) -> tuple[Headers, Headers]:
+        """``(plain, secure)`` headers with ``csp`` as the Content-Security-Policy."""
         scratch = Flask("guard.headers")
-        talisman = Talisman(
+        Talisman(
             scratch,
             force_https=False,
-            content_security_policy=CONTENT_SECURITY_POLICY,
+            content_security_policy=csp,
             referrer_policy="no-referrer",
             frame_options="DENY",
             session_cookie_secure=False,
-            strict_transport_security_max_age=config.hsts_max_age,
+            strict_transport_security_max_age=self.hsts_max_age,
         )
-        self.plain = self._compile(scratch, talisman, "http://guard.invalid")
-        self.secure = self._compile(scratch, talisman, "https://guard.invalid")
-        self.force_https = config.force_https
+        scratch.add_url_rule("/", "probe", lambda: "")
+        client = scratch.test_client()
+        plain = client.get("/", base_url="http://guard.invalid")
+        secure = client.get("/", base_url="https://guard.invalid")
+        return _security_headers(plain.headers.items()), _security_headers(secure.headers.items())
 
-    @staticmethod
-    def _compile(scratch: Flask, talisman: Talisman, base_url: str) -> Headers:
-        with scratch.test_request_context("/", base_url=base_url):
-            response = Response()
-            talisman._set_response_headers(response)
-        pairs = [(k, v) for k, v in response.headers.items() if k != "Content-Type"]
-        return Headers(pairs, frozenset(k.lower() for k, _ in pairs))
 
-    def redirects(self, environ: WSGIEnvironment) -> bool:
-        """Whether this request is to be sent to HTTPS instead of being answered."""
-        return self.force_https and environ["wsgi.url_scheme"] != "https"
-
-    def https_redirect(self, request: Request) -> WerkzeugResponse | None:
-        """A redirect to the HTTPS URL for a plain-HTTP request, when HTTPS is forced.
-
-        308 keeps the method and body of a non-GET request; either way the client learns
-        to use HTTPS before it sends a key in the clear again.
-        """
-        if not self.redirects(request.environ):
-            return None
-        code = 301 if request.method in ("GET", "HEAD") else 308
-        return redirect(request.url.replace("http://", "https://", 1), code=code)
+def _security_headers(sent: Iterable[tuple[str, str]]) -> Headers:
+    # Every header of the probe's answer but those any response has of its own.
+    pairs = [(k, v) for k, v in sent if k.lower() not in ("content-type", "content-length")]
+    return Headers(pairs, frozenset(k.lower() for k, _ in pairs))

@@ -1,40 +1,33 @@
 """The guard at the WSGI boundary: it opens each request's state, adds the response
-headers, and writes the audit entry.
+headers, and writes the audit entry. It decides nothing: the pipeline does.
 
 Working on the raw ``start_response`` header list spares werkzeug's per-header checks
 (the headers were built and checked at start-up), and it sees every response the app
-sends, errors and redirects included, and every exception that escapes it.
+sends, whoever rendered it: redirects, the guard's refusals rendered by an app's own
+error handler (whose protocol headers it puts back), 404s and 500s, and every exception
+that escapes the app.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import audit
+from .context import STATE, RequestState, request_id
 from .cors import Cors
 from .headers import SecurityHeaders
-from .state import RequestState, request_id
+from .ratelimit import headers as ratelimit_headers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-#: Where the request's :class:`RequestState` lives in the WSGI environ.
-STATE = "guard.state"
-
-
-#: Work done on the raw request before the app sees it.
-Prepare = Callable[["WSGIEnvironment", RequestState], None]
-
 
 class GuardMiddleware:
-    def __init__(
-        self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors, prepare: Prepare
-    ) -> None:
+    def __init__(self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
-        self.prepare = prepare
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -45,28 +38,22 @@ class GuardMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            self.prepare(environ, state)
             body = self.app(environ, start)
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
             state.error = type(exc).__name__
-            self._finish(state, environ, 500)
+            audit.emit(state, environ, 500)
             raise
-        self._finish(state, environ, state.status or 500)
+        audit.emit(state, environ, state.status or 500)
         return body
-
-    @staticmethod
-    def _finish(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
-        if state.pending is not None:
-            state.pending.settle()  # a hit sent for a view that never read it
-        audit.emit(state, environ, status)
 
     def _add_headers(
         self, state: RequestState, environ: WSGIEnvironment, headers: list[tuple[str, str]]
     ) -> None:
         present = {name.lower() for name, _ in headers}
-        static = (
-            self.headers.secure if environ.get("wsgi.url_scheme") == "https" else self.headers.plain
+        policy = state.policy
+        static = self.headers.pick(
+            environ.get("wsgi.url_scheme") == "https", None if policy is None else policy.csp
         )
         if present.isdisjoint(static.names):
             headers.extend(static.pairs)
@@ -81,5 +68,10 @@ class GuardMiddleware:
             if "cache-control" in present:
                 headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
             headers.append(("Cache-Control", "no-store"))
-        if state.window is not None and "ratelimit" not in present:
-            headers.extend(state.window.headers())
+        if state.refusal_headers:
+            # An app's own error handler may have rendered the refusal without them.
+            missing = [h for h in state.refusal_headers if h[0].lower() not in present]
+            headers.extend(missing)
+            present.update(name.lower() for name, _ in missing)
+        if state.windows and "ratelimit" not in present:
+            headers.extend(ratelimit_headers(state.windows))

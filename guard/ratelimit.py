@@ -1,19 +1,22 @@
-"""Per-key rate limits and the throttle on failed authentication, on ``limits``.
+"""Per-key rate limits and the shared count of failed authentications, on ``limits``.
 
-The guard calls the ``limits`` strategy directly instead of going through Flask-Limiter's
-request hooks (which cost more than a bare Flask request): one call per request. The
-answers also give the IETF ``RateLimit`` / ``RateLimit-Policy`` headers, in the form of
-draft-ietf-httpapi-ratelimit-headers 08 and later (structured fields, ``q``/``w`` and
-``r``/``t``), which the usual libraries do not emit.
+A limit string may hold several limits (``100/minute;1000/day``, as Flask-Limiter reads
+it): every one is counted and enforced, and each is a policy in the ``RateLimit`` /
+``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers 08 and later:
+structured fields, ``q``/``w`` and ``r``/``t``), which the usual libraries do not emit.
+
+The guard calls the ``limits`` strategy directly instead of through Flask-Limiter's
+request hooks (which cost more than a bare Flask request). For the fixed window, the
+default, a hit on every limit of a key and the windows' expiries take one storage call:
+one call to the in-process counters, one Lua script on Redis.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,14 +29,16 @@ from limits import RateLimitItem
 
 from stores import KeyRecord
 
-from .config import GuardConfig
+from .context import RequestState
 from .counters import WindowCounters
+from .errors import GuardUnavailable, RateLimited, refuse, retry_later
 from .redis_script import DirectScript
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
 
 Headers = list[tuple[str, str]]
+Items = tuple[RateLimitItem, ...]
 
 
 class LimiterUnavailable(Exception):
@@ -41,7 +46,7 @@ class LimiterUnavailable(Exception):
 
 
 class Window(NamedTuple):
-    """Where one identifier stands in its current window."""
+    """Where one identifier stands in one window of one policy."""
 
     policy: str
     item: RateLimitItem
@@ -49,65 +54,99 @@ class Window(NamedTuple):
     reset_in: int
     allowed: bool
 
-    def headers(self) -> Headers:
-        return [
-            (
-                "RateLimit-Policy",
-                f'"{self.policy}";q={self.item.amount};w={self.item.get_expiry()}',
-            ),
-            ("RateLimit", f'"{self.policy}";r={self.remaining};t={self.reset_in}'),
-        ]
 
-    def retry_after(self) -> Headers:
-        return [("Retry-After", str(max(1, self.reset_in))), *self.headers()]
+def headers(windows: Sequence[Window]) -> Headers:
+    """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
+    return [
+        (
+            "RateLimit-Policy",
+            ", ".join(f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}' for w in windows),
+        ),
+        ("RateLimit", ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)),
+    ]
+
+
+def retry_after(windows: Sequence[Window]) -> Headers:
+    """``Retry-After`` (the longest wait among exhausted windows) and the limit headers."""
+    wait = max((w.reset_in for w in windows if not w.allowed), default=1)
+    return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
 @functools.lru_cache(maxsize=256)
-def parse_limit(text: str) -> RateLimitItem:
-    """``'100/minute'`` as a ``limits`` item (parsed once per distinct text)."""
-    return limits.parse(text)
+def parse_limits(text: str) -> Items:
+    """``'100/minute;1000/day'`` as ``limits`` items (parsed once per distinct text).
+
+    :raises ValueError: if any part is not a rate limit.
+    """
+    items = tuple(limits.parse_many(text))
+    if not items:
+        raise ValueError(f"{text!r} is not a rate limit")
+    return items
+
+
+#: Counts one hit on each ``(storage key, item)``: ``[(count, seconds left)]``, in order.
+Counter = Callable[[Sequence[tuple[str, RateLimitItem]]], list[tuple[int, int]]]
 
 
 class RateLimits:
-    """The per-key limit and the per-address failure throttle, on one storage.
+    """The per-key limits and the failed-attempt count, on one storage.
 
     When the storage is down, :class:`LimiterUnavailable` is raised (the request is
-    refused with 503) unless ``GUARD_RATELIMIT_FAIL_OPEN`` is set, in which case the
-    limit is skipped. Either way a limiter outage never skips authentication.
+    refused with 503) unless ``fail_open`` is set, in which case the limit is skipped.
+    Either way a limiter outage never skips authentication.
     """
 
-    def __init__(self, config: GuardConfig) -> None:
-        url = config.ratelimit_storage_url
+    def __init__(
+        self,
+        storage_url: str,
+        strategy: str,
+        *,
+        default: str,
+        failures: str,
+        fail_open: bool,
+        timeout: float,
+    ) -> None:
         options: dict[str, Any] = {}
-        if url.startswith(("redis", "rediss", "unix")):
+        if storage_url.startswith(("redis", "rediss", "unix")):
             options = {
                 "wrap_exceptions": True,
-                "socket_timeout": config.store_timeout,
-                "socket_connect_timeout": config.store_timeout,
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
             }
         self.storage: limits.storage.Storage | AsyncStorage
-        if url.startswith("memory:") and config.ratelimit_strategy == "fixed-window":
-            self.storage = WindowCounters(url)  # see guard.counters for why not limits'
+        if storage_url.startswith("memory:") and strategy == "fixed-window":
+            self.storage = WindowCounters(storage_url)  # see guard.counters for why not limits'
         else:
-            self.storage = limits.storage.storage_from_string(url, **options)
-        self.strategy = limits.strategies.STRATEGIES[config.ratelimit_strategy](self.storage)
-        self.default = parse_limit(config.rate_limit)
-        self.failures = parse_limit(config.failed_auth_limit)
-        self.fail_open = config.ratelimit_fail_open
-        self._send = self._sender()
+            self.storage = limits.storage.storage_from_string(storage_url, **options)
+        self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
+        self.default = parse_limits(default)
+        self.failures = parse_limits(failures)[0]
+        self.fail_open = fail_open
+        self._count = self._counter()
 
-    def send_key_hit(self, record: KeyRecord) -> PendingHit:
-        """Count one request for ``record``, under its own limit or the default.
+    def hit_key(self, record: KeyRecord) -> tuple[Window, ...]:
+        """Count one request for ``record`` under each of its limits (or the default's).
 
-        The hit is sent now and its answer read by :meth:`PendingHit.result`, so that on
-        Redis the round trip overlaps the work done in between.
+        :returns: the windows; empty when the storage failed and limits fail open.
+        :raises LimiterUnavailable: when the storage failed and limits fail closed.
         """
-        item = parse_limit(record.rate_limit) if record.rate_limit else self.default
+        items = parse_limits(record.rate_limit) if record.rate_limit else self.default
         try:
-            answer = self._send("key", item, record.key_id)
+            return self._hit(_policy_names(len(items)), items, record.key_id)
         except limits.errors.StorageError as exc:
-            answer = _failed(exc)
-        return PendingHit(answer, self.fail_open)
+            if not self.fail_open:
+                raise LimiterUnavailable("rate limit storage did not answer") from exc
+        return ()
+
+    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+        """The rate-limit stage: count the request, refuse it (429) over any limit, or
+        (503) when the storage failed and limits fail closed."""
+        try:
+            state.windows = self.hit_key(record)
+        except LimiterUnavailable:
+            refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
+        if not all(window.allowed for window in state.windows):
+            refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
 
     def count_failure(self, address: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
@@ -115,136 +154,101 @@ class RateLimits:
         :returns: the window if the address is now over its limit. An outage counts
             nothing: the request is refused anyway.
         """
-        with contextlib.suppress(limits.errors.StorageError):
-            window = self._send("failed-auth", self.failures, address)()
-            return window if window.remaining == 0 else None
-        return None
+        try:
+            (window,) = self._hit(("failed-auth",), (self.failures,), address)
+        except limits.errors.StorageError:
+            return None
+        return window if window.remaining == 0 else None
 
-    def _sender(self) -> Sender:
-        """How to count a hit and learn the window in as few storage calls as possible.
-
-        A fixed window needs the new count and the window's expiry: one call to the
-        memory storage, one Lua script on Redis, where the ``limits`` strategy would
-        make three calls (hit, then get and expiry for the headers). Other strategies
-        go through ``limits`` as they are.
-        """
-        if isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
-            if isinstance(self.storage, limits.storage.RedisStorage):
-                return _redis_fixed_window(self.storage)
-            if isinstance(self.storage, WindowCounters):
-                return _memory_fixed_window(self.storage)
-        return self._generic
-
-    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Answer:
-        allowed = self.strategy.hit(item, policy, identifier)
-        stats = self.strategy.get_window_stats(item, policy, identifier)
-        return _ready(
-            Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+    def _hit(self, names: Sequence[str], items: Items, identifier: str) -> tuple[Window, ...]:
+        if self._count is None:
+            return tuple(
+                self._generic(name, item, identifier)
+                for name, item in zip(names, items, strict=True)
+            )
+        keys = [
+            (_storage_key(self.storage, name, item, identifier), item)
+            for name, item in zip(names, items, strict=True)
+        ]
+        return tuple(
+            _window(name, item, count, reset_in)
+            for name, item, (count, reset_in) in zip(names, items, self._count(keys), strict=True)
         )
 
-
-#: Reads the answer to a hit already sent: its window (or raises ``StorageError``).
-Answer = Callable[[], Window]
-#: Sends one hit, ``(policy, item, identifier)``, and gives the means to read its answer.
-Sender = Callable[[str, RateLimitItem, str], Answer]
-
-
-class PendingHit:
-    """A key's hit, sent; read its answer once with :meth:`result` or :meth:`settle`."""
-
-    __slots__ = ("_answer", "_fail_open", "_read")
-
-    def __init__(self, answer: Answer, fail_open: bool) -> None:
-        self._answer = answer
-        self._fail_open = fail_open
-        self._read = False
-
-    def result(self) -> Window | None:
-        """The window, or ``None`` when the storage failed and limits fail open.
-
-        :raises LimiterUnavailable: when the storage failed and limits fail closed.
-        """
-        self._read = True
-        try:
-            return self._answer()
-        except limits.errors.StorageError as exc:
-            if not self._fail_open:
-                raise LimiterUnavailable("rate limit storage did not answer") from exc
+    def _counter(self) -> Counter | None:
+        """How to count a fixed-window hit and learn its window in one storage call;
+        ``None`` for other strategies, which go through ``limits`` as they are."""
+        if not isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
+            return None
+        if isinstance(self.storage, WindowCounters):
+            return _memory_counter(self.storage)
+        if isinstance(self.storage, limits.storage.RedisStorage):
+            return _redis_counter(self.storage)
         return None
 
-    def settle(self) -> None:
-        """Read the answer if nobody did (an exempt view): the hit still counts."""
-        if not self._read:
-            with contextlib.suppress(LimiterUnavailable):
-                self.result()
+    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Window:
+        allowed = self.strategy.hit(item, policy, identifier)
+        stats = self.strategy.get_window_stats(item, policy, identifier)
+        return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
 
 
-def _ready(window: Window) -> Answer:
-    return lambda: window
+@functools.lru_cache(maxsize=16)
+def _policy_names(count: int) -> tuple[str, ...]:
+    return ("key", *(f"key-{n}" for n in range(2, count + 1)))
 
 
-def _failed(exc: limits.errors.StorageError) -> Answer:
-    def answer() -> Window:
-        raise exc
-
-    return answer
-
-
-def _memory_fixed_window(storage: WindowCounters) -> Sender:
-    key_for = _keys(lambda key: key)
-
-    def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
-        count, ends = storage.count(key_for(policy, item, identifier), item.get_expiry())
-        return _ready(_window(policy, item, count, _seconds_until(ends)))
-
-    return hit
+@functools.lru_cache(maxsize=4096)
+def _storage_key(
+    storage: limits.storage.Storage | AsyncStorage,
+    policy: str,
+    item: RateLimitItem,
+    identifier: str,
+) -> str:
+    # limits' own key for (item, policy, identifier), prefixed as its storage does; a
+    # key sends a hit every request, and key_for builds the same string each time.
+    key = item.key_for(policy, identifier)
+    if isinstance(storage, limits.storage.RedisStorage):
+        return storage.prefixed_key(key)
+    return key
 
 
-def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Sender:
+def _memory_counter(storage: WindowCounters) -> Counter:
+    def count(keys: Sequence[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+        answers = []
+        for key, item in keys:
+            hits, ends = storage.count(key, item.get_expiry())
+            answers.append((hits, _seconds_until(ends)))
+        return answers
+
+    return count
+
+
+def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
     client = storage.get_connection()
-    send: Callable[[list[str], list[Any]], Callable[[], Any]]
+    run: Callable[[list[str], list[Any]], Any]
     if isinstance(client, redis.Redis):
-        send = DirectScript(client, _FIXED_WINDOW_LUA).send
+        script = DirectScript(client, _FIXED_WINDOW_LUA)
+        run = script.run
     else:
-        # A cluster client routes by key and has no single pool: redis-py's Script,
-        # waited for at once.
-        script = client.register_script(_FIXED_WINDOW_LUA)
+        # A Cluster routes by key and has no single pool: redis-py's Script.
+        run = client.register_script(_FIXED_WINDOW_LUA)
 
-        def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
-            reply = script(keys, args)
-            return lambda: reply
-
-    key_for = _keys(storage.prefixed_key)
-
-    def hit(policy: str, item: RateLimitItem, identifier: str) -> Answer:
-        key = key_for(policy, item, identifier)
+    def count(keys: Sequence[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+        # On a Cluster the limits of a key live in different slots: one call each.
+        calls = [keys] if isinstance(client, redis.Redis) else [[pair] for pair in keys]
+        replies: list[Any] = []
         try:
-            read = send([key], [item.get_expiry(), 1])
+            for call in calls:
+                arguments = [value for _, item in call for value in (item.get_expiry(), 1)]
+                replies.extend(run([key for key, _ in call], arguments))
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
+        return [
+            (int(replies[i]), max(0, math.ceil(int(replies[i + 1]) / 1000)))
+            for i in range(0, len(replies), 2)
+        ]
 
-        def answer() -> Window:
-            try:
-                count, pttl = read()
-            except storage.base_exceptions as exc:
-                raise limits.errors.StorageError(exc) from exc
-            return _window(policy, item, int(count), max(0, math.ceil(int(pttl) / 1000)))
-
-        return answer
-
-    return hit
-
-
-def _keys(finish: Callable[[str], str]) -> Callable[[str, RateLimitItem, str], str]:
-    """The storage key of ``(policy, item, identifier)``, as ``limits`` names it, kept for
-    the identifiers seen lately: a key sends a hit every request, and ``key_for``
-    rebuilds the same string each time."""
-
-    @functools.lru_cache(maxsize=4096)
-    def key_for(policy: str, item: RateLimitItem, identifier: str) -> str:
-        return finish(item.key_for(policy, identifier))
-
-    return key_for
+    return count
 
 
 _FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").read_bytes()

@@ -74,6 +74,10 @@ class DirectScript:
 
         return read
 
+    def run(self, keys: list[str], args: list[Any]) -> Any:
+        """Send the call and read its reply."""
+        return self.send(keys, args)()
+
     def _pack(self, keys: list[str], args: list[Any]) -> list[bytes]:
         call = (*keys, *args)
         packed = self._packed.get(call)

@@ -14,57 +14,63 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from limits import RateLimitItem
 
+from stores.cache import BoundedCache
+
 from .ratelimit import Window
+
+#: Policy name of the failed-attempt window in the ``RateLimit`` headers.
+POLICY = "failed-auth"
+
+
+class _Entry(NamedTuple):
+    failures: int
+    window_ends: float
+    blocked: bool
 
 
 class FailureThrottle:
-    """Failure counts and blocks per address, in a bounded LRU."""
+    """Failure counts and blocks per address, for the most recent ``maxsize`` addresses."""
 
     def __init__(
         self, item: RateLimitItem, maxsize: int = 10_000, clock: Callable[[], float] = time.time
     ) -> None:
         self.item = item
-        self.maxsize = maxsize
         self._clock = clock
-        #: address -> [failures in the window, end of the window, blocked]
-        self._entries: OrderedDict[str, list[float]] = OrderedDict()
+        self._entries: BoundedCache[str, _Entry] = BoundedCache(maxsize)
         self._lock = threading.Lock()
 
     def blocked(self, address: str) -> Window | None:
         """The exhausted window while ``address`` is blocked, else ``None``."""
-        entry = self._entries.get(address)
-        if entry is None or not entry[2]:
+        found = self._entries.get(address)
+        if found is None or not found[0].blocked:
             return None
-        remaining = entry[1] - self._clock()
+        remaining = found[0].window_ends - self._clock()
         if remaining <= 0:
             return None
-        return Window("failed-auth", self.item, 0, math.ceil(remaining), False)
+        return Window(POLICY, self.item, 0, math.ceil(remaining), False)
 
     def count(self, address: str) -> None:
         """Count a failure the process judged alone; block past the limit."""
         with self._lock:
-            entry = self._entry(address)
-            entry[0] += 1
-            if entry[0] >= self.item.amount:
-                entry[2] = 1
+            entry = self._current(address)
+            failures = entry.failures + 1
+            blocked = entry.blocked or failures >= self.item.amount
+            self._entries.put(address, _Entry(failures, entry.window_ends, blocked))
 
     def block(self, address: str, seconds: float) -> None:
         """Block ``address`` for ``seconds`` (the shared limiter said it is over)."""
         with self._lock:
-            entry = self._entry(address)
-            entry[1], entry[2] = self._clock() + seconds, 1
+            entry = self._current(address)
+            self._entries.put(address, _Entry(entry.failures, self._clock() + seconds, True))
 
-    def _entry(self, address: str) -> list[float]:
+    def _current(self, address: str) -> _Entry:
         now = self._clock()
-        entry = self._entries.get(address)
-        if entry is None or entry[1] <= now:
-            entry = self._entries[address] = [0, now + self.item.get_expiry(), 0]
-        self._entries.move_to_end(address)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-        return entry
+        found = self._entries.get(address)
+        if found is None or found[0].window_ends <= now:
+            return _Entry(0, now + self.item.get_expiry(), False)
+        return found[0]

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guard import audit
-from guard.state import RequestState
+from guard.context import RequestState
 from tests.conftest import Api
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+
 import pytest
+from flask import Flask, request
+from werkzeug.serving import make_server
 
 from tests.conftest import Api
 
@@ -100,8 +108,13 @@ def test_cors_is_off_when_no_origin_is_configured(api: Api) -> None:
     ("setting", "complaint"),
     [
         ({"GUARD_CORS_ORIGINS": "*", "GUARD_CORS_ALLOW_CREDENTIALS": True}, "any site"),
-        ({"GUARD_CORS_ORIGINS": "app.example"}, "not an origin"),
-        ({"GUARD_CORS_ORIGINS": "https://app.example/path"}, "not an origin"),
+        ({"GUARD_CORS_ORIGINS": "app.example"}, "not an exact origin"),
+        ({"GUARD_CORS_ORIGINS": "https://app.example/path"}, "not an exact origin"),
+        # Review finding: Flask-CORS reads these as unanchored patterns.
+        ({"GUARD_CORS_ORIGINS": "https://(app|admin).example.com"}, "GUARD_CORS_ORIGINS"),
+        ({"GUARD_CORS_ORIGINS": "https://app.example.com$"}, "GUARD_CORS_ORIGINS"),
+        ({"GUARD_CORS_ORIGINS": "https://*.example.com"}, "GUARD_CORS_ORIGINS"),
+        ({"GUARD_CORS_ORIGINS": "https://[a-z]+.example.com"}, "GUARD_CORS_ORIGINS"),
     ],
 )
 def test_unsafe_cors_settings_are_refused_at_start_up(
@@ -131,3 +144,121 @@ def test_body_that_is_not_json_is_415_unless_the_view_accepts_it(api: Api) -> No
         "/uploads", headers=api.bearer(token), data="a,b", content_type="text/csv"
     )
     assert accepted.status_code == 200
+
+
+def test_a_look_alike_origin_gets_no_cors_headers() -> None:
+    api = Api(GUARD_CORS_ORIGINS="https://app.example.com")
+    for origin in ("https://app.example.com.evil.net", "https://xapp.example.com"):
+        response = api.client.get("/health", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in response.headers
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        assert api.client.options("/orders", headers=preflight).status_code == 401
+
+
+@contextlib.contextmanager
+def served(app: Flask) -> Iterator[http.client.HTTPConnection]:
+    """``app`` on werkzeug's threaded server (what ``flask run`` uses), on loopback."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        server.shutdown()
+        thread.join()
+
+
+def post_chunked(
+    connection: http.client.HTTPConnection,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> http.client.HTTPResponse:
+    pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    connection.request("POST", path, body=iter(pieces), headers=headers, encode_chunked=True)
+    response = connection.getresponse()
+    response.read()
+    return response
+
+
+@pytest.mark.parametrize("encoding", ["chunked", "Chunked", "CHUNKED"])
+def test_a_chunked_body_is_checked_like_one_with_a_length(encoding: str) -> None:
+    # Review finding: Transfer-Encoding: Chunked skipped the 415 check, and a chunked
+    # body over the cap was cut at the cap and served 200.
+    api = Api(GUARD_MAX_CONTENT_LENGTH=100)
+    headers = {**api.bearer(api.issue()), "Transfer-Encoding": encoding}
+    with served(api.app) as connection:
+        csv = post_chunked(connection, "/orders", b"a,b", {**headers, "Content-Type": "text/csv"})
+        assert csv.status == 415
+    with served(api.app) as connection:
+        big = b'{"x": "' + b"y" * 5000 + b'"}'
+        refused = post_chunked(
+            connection, "/orders", big, {**headers, "Content-Type": "application/json"}
+        )
+        assert refused.status == 413
+
+
+def test_a_chunked_body_under_the_cap_reaches_the_view_whole() -> None:
+    api = Api()
+
+    @api.app.post("/echo")
+    def echo() -> dict[str, object]:
+        return {"echo": request.get_json()}
+
+    body = b'{"x": "' + b"y" * 5000 + b'"}'
+    headers = {**api.bearer(api.issue()), "Content-Type": "application/json"}
+    with served(api.app) as connection:
+        connection.request("POST", "/echo", body=iter([body[:10], body[10:]]), headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read()) == {"echo": {"x": "y" * 5000}}
+
+
+def test_the_https_redirect_never_targets_a_host_outside_trusted_hosts() -> None:
+    # Review finding: Host: evil.example over plain HTTP got 301 https://evil.example/.
+    api = Api(GUARD_FORCE_HTTPS=True, TRUSTED_HOSTS=["api.example.com"])
+    evil = api.client.get("/orders", headers={"Host": "evil.example"})
+    assert evil.status_code == 400
+    assert "Location" not in evil.headers
+    good = api.client.get("/orders?x=1", headers={"Host": "api.example.com"})
+    assert good.status_code == 301
+    assert good.headers["Location"] == "https://api.example.com/orders?x=1"
+
+
+def test_an_apps_own_error_handler_keeps_the_refusals_protocol_headers() -> None:
+    # Review finding: @app.errorhandler(HTTPException) rendering its own JSON dropped
+    # WWW-Authenticate and Retry-After.
+    from werkzeug.exceptions import HTTPException
+
+    api = Api(GUARD_RATE_LIMIT="1/minute")
+
+    @api.app.errorhandler(HTTPException)
+    def render(error: HTTPException) -> tuple[dict[str, object], int]:
+        return {"problem": error.name}, error.code or 500
+
+    token = api.issue(scopes=["other"])
+    assert api.client.get("/orders").headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    bad = api.client.get("/orders", headers={"Authorization": "Bearer"})
+    assert bad.status_code == 400 and "invalid_request" in bad.headers["WWW-Authenticate"]
+    forbidden = api.client.get("/orders", headers=api.bearer(token))
+    assert forbidden.status_code == 403 and forbidden.json == {"problem": "Forbidden"}
+    assert "insufficient_scope" in forbidden.headers["WWW-Authenticate"]
+    limited = api.client.get("/orders", headers=api.bearer(token))
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["RateLimit"].startswith('"key";r=0;')
+
+
+def test_before_request_hooks_registered_before_the_guard_are_pointed_out() -> None:
+    from flask import Flask
+
+    from guard import Guard
+    from tests.conftest import LOCAL_CONFIG
+
+    app = Flask("x")
+    app.config.update(LOCAL_CONFIG)
+    app.before_request(lambda: None)
+    with pytest.warns(UserWarning, match="before authentication"):
+        Guard(app)

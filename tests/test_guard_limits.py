@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import limits.storage
 import pytest
 from flask import Flask
 
@@ -105,25 +106,29 @@ def test_flask_limiter_decorators_still_work_per_route() -> None:
     assert client.get("/expensive").status_code == 401  # the guard still runs first
 
 
-class CountingLimits:
-    """Wraps the guard's limiter to count the calls that reach its storage."""
+class CountingStorage(limits.storage.MemoryStorage):
+    """A ``limits`` storage that counts the hits reaching it, plugged in by URL as any
+    ``limits`` backend is (``STORAGE_SCHEME``)."""
 
-    def __init__(self, api: Api) -> None:
-        self.limits = api.app.extensions["guard"].limits
-        self.calls = 0
-        original = self.limits._send
+    STORAGE_SCHEME = ["counting"]  # noqa: RUF012 - limits reads it as a list
+    hits = 0
 
-        def counted(*args: object) -> object:
-            self.calls += 1
-            return original(*args)
-
-        self.limits._send = counted
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        CountingStorage.hits += 1
+        return super().incr(key, expiry, amount)
 
 
-def test_forged_tokens_never_reach_the_store_or_the_shared_limiter() -> None:
-    api = Api(GUARD_FAILED_AUTH_LIMIT="1000/minute")
+@pytest.fixture
+def counted() -> type[CountingStorage]:
+    CountingStorage.hits = 0
+    return CountingStorage
+
+
+def test_forged_tokens_never_reach_the_store_or_the_shared_limiter(
+    counted: type[CountingStorage],
+) -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="1000/minute", GUARD_RATELIMIT_STORAGE_URL="counting://")
     token = api.issue()
-    counting = CountingLimits(api)
     store_calls: list[str] = []
     store = api.app.extensions["guard"].keys.store
     original_get = store.get
@@ -131,39 +136,104 @@ def test_forged_tokens_never_reach_the_store_or_the_shared_limiter() -> None:
     forged = [token[:-1] + "x", token.replace(".", "-", 1), "gk_" + "0" * 16 + ".a.b", "junk"]
     for candidate in forged * 25:
         assert api.client.get("/orders", headers=api.bearer(candidate)).status_code == 401
-    assert counting.calls == 0 and store_calls == []
+    assert counted.hits == 0 and store_calls == []
 
 
-def test_failures_that_needed_the_store_count_in_the_shared_limiter() -> None:
-    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+def test_failures_that_needed_the_store_count_in_the_shared_limiter(
+    counted: type[CountingStorage],
+) -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute", GUARD_RATELIMIT_STORAGE_URL="counting://")
     token = api.issue()
     with api.app.app_context():
         api.guard.keys.revoke(token[3:19])
-    counting = CountingLimits(api)
     assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
     assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
-    assert counting.calls == 2
+    assert counted.hits == 2
     blocked = api.client.get("/orders", headers=api.bearer(api.issue("fresh")))
     assert blocked.status_code == 429
     assert 1 <= int(blocked.headers["Retry-After"]) <= 60
-    assert counting.calls == 2  # a blocked address is refused before anything is counted
+    assert counted.hits == 2  # a blocked address is refused before anything is counted
 
 
-def test_an_authenticated_request_makes_one_limiter_call() -> None:
-    api = Api()
+def test_an_authenticated_request_makes_one_limiter_call(counted: type[CountingStorage]) -> None:
+    api = Api(GUARD_RATELIMIT_STORAGE_URL="counting://")
     token = api.issue()
-    counting = CountingLimits(api)
     for _ in range(5):
         api.client.get("/orders", headers=api.bearer(token))
-    assert counting.calls == 5
+    assert counted.hits == 5
 
 
-def test_a_key_used_on_an_exempt_view_counts_there_but_is_never_refused_there() -> None:
-    api = Api(GUARD_RATE_LIMIT="1/minute")
+def test_an_exempt_view_looks_at_no_token_so_guesses_there_learn_nothing(
+    counted: type[CountingStorage],
+) -> None:
+    # Review finding: an exempt view verified any bearer token before Flask knew the
+    # view, uncounted and unaudited, with a timing difference for a correct guess.
+    api = Api(
+        GUARD_RATE_LIMIT="1/minute",
+        GUARD_RATELIMIT_STORAGE_URL="counting://",
+        GUARD_ACCEPT_IMPORTED_KEYS=True,
+    )
     token = api.issue()
-    assert api.client.get("/health", headers=api.bearer(token)).status_code == 200
-    assert api.client.get("/health", headers=api.bearer(token)).status_code == 200
+    store_calls: list[str] = []
+    store = api.app.extensions["guard"].keys.store
+    original = store.find_digest
+    store.find_digest = lambda digest: store_calls.append(digest) or original(digest)
+    for guess in [token, *(f"guess-{n}" for n in range(50))]:
+        response = api.client.get("/health", headers=api.bearer(guess))
+        assert response.status_code == 200
+        assert "RateLimit" not in response.headers and "Cache-Control" not in response.headers
+    assert counted.hits == 0 and store_calls == []
+    # The key's one request a minute is still there for a protected view.
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
     assert api.client.get("/orders", headers=api.bearer(token)).status_code == 429
+
+
+@pytest.mark.parametrize("setting", ["GUARD_RATE_LIMIT", "key"])
+def test_every_limit_of_a_multi_limit_string_is_enforced(setting: str) -> None:
+    # Review finding: '5/minute;1/day' enforced only the first part.
+    limit = "3/minute;2/hour"
+    api = Api(**({setting: limit} if setting.startswith("GUARD_") else {}))
+    token = api.issue(rate_limit=limit) if setting == "key" else api.issue()
+    first = api.client.get("/orders", headers=api.bearer(token))
+    assert first.headers["RateLimit-Policy"] == '"key";q=3;w=60, "key-2";q=2;w=3600'
+    assert first.headers["RateLimit"].startswith('"key";r=2;t=')
+    assert ', "key-2";r=1;t=' in first.headers["RateLimit"]
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+    refused = api.client.get("/orders", headers=api.bearer(token))
+    assert refused.status_code == 429
+    assert 60 < int(refused.headers["Retry-After"]) <= 3600  # the hour's window, not the minute's
+
+
+@pytest.mark.parametrize("value", ["5/minute;", "5/minute;often", "often"])
+def test_a_multi_limit_string_with_a_bad_part_stops_start_up(value: str) -> None:
+    from guard import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="GUARD_RATE_LIMIT"):
+        Api(GUARD_RATE_LIMIT=value)
+
+
+@pytest.mark.parametrize("limiter_first", [True, False])
+def test_per_route_limits_work_whether_the_limiter_is_used_before_or_after_init_app(
+    limiter_first: bool,
+) -> None:
+    # Review finding: Guard(app) then @guard.limiter.limit(...) (the README's order) left
+    # Flask-Limiter uninitialised, and every request passed.
+    app = Flask("x")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard() if limiter_first else Guard(app)
+
+    @app.get("/expensive")
+    @guard.limiter.limit("1/minute")
+    def expensive() -> str:
+        return "ok"
+
+    if limiter_first:
+        guard.init_app(app)
+    with app.app_context():
+        token, _ = guard.keys.create("alice")
+    client = app.test_client()
+    assert client.get("/expensive", headers=Api.bearer(token)).status_code == 200
+    assert client.get("/expensive", headers=Api.bearer(token)).status_code == 429
 
 
 def test_a_request_sent_to_https_or_a_preflight_does_not_count_against_the_key() -> None:

@@ -1,0 +1,65 @@
+"""What the guard learns about one request, and the request id.
+
+The state lives in the WSGI environ (under :data:`STATE`) rather than on ``flask.g``:
+the WSGI layer opens it before Flask runs and reads it after Flask has finished, to add
+the response headers and write the audit entry, where no app context exists any more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import time
+from typing import TYPE_CHECKING
+
+from flask import request
+
+from stores import KeyRecord
+
+if TYPE_CHECKING:
+    from .ratelimit import Window
+    from .scopes import Policy
+
+#: Where the request's :class:`RequestState` lives in the WSGI environ.
+STATE = "guard.state"
+
+#: An incoming ``X-Request-ID`` is kept only if it is short and plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+def request_id(incoming: str | None) -> str:
+    """The caller's request id if it is sane, else a new random one."""
+    if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    # Unique, not secret: the audit trail needs no CSPRNG call per request.
+    return f"{random.getrandbits(128):032x}"
+
+
+@dataclasses.dataclass(slots=True)
+class RequestState:
+    request_id: str
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    #: The view's policy, once the pipeline looked it up (``None`` before routing).
+    policy: Policy | None = None
+    #: The authenticated key, once verified.
+    key: KeyRecord | None = None
+    #: The key id a refused token named, for the audit trail.
+    key_id: str | None = None
+    outcome: str = "allowed"
+    reason: str = "valid"
+    #: Where the key stands in each of its rate-limit windows.
+    windows: tuple[Window, ...] = ()
+    #: The protocol headers of the guard's refusal (``WWW-Authenticate``,
+    #: ``Retry-After``, ``RateLimit*``): put back on the response if an app's own error
+    #: handler rendered the refusal without them.
+    refusal_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    status: int = 0
+    #: The exception that ended the request, when the view raised one.
+    error: str | None = None
+
+
+def current() -> RequestState | None:
+    """The state of the request being handled, if the guard opened one."""
+    state: RequestState | None = request.environ.get(STATE)
+    return state

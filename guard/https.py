@@ -1,0 +1,31 @@
+"""HTTPS: plain-HTTP requests are redirected before anything else is looked at.
+
+Whether a request came over HTTPS is ``wsgi.url_scheme`` alone, which reflects
+``X-Forwarded-Proto`` only behind ``GUARD_TRUSTED_PROXIES`` (werkzeug's ``ProxyFix``,
+installed by the extension). The redirect goes to the request's own host: set Flask's
+``TRUSTED_HOSTS`` so that a forged ``Host`` is refused (400) instead of being reflected.
+"""
+
+from __future__ import annotations
+
+from flask import Request, current_app, redirect
+from werkzeug.wrappers import Response
+
+from . import testing
+
+
+def redirect_to_https(request: Request, force_https: bool) -> Response | None:
+    """A redirect to the HTTPS URL for a plain-HTTP request when HTTPS is forced.
+
+    308 keeps the method and body of a non-GET request; either way the client learns to
+    use HTTPS before it sends a key in the clear again. Under the guard's pytest plugin an
+    app with Flask's ``TESTING`` on is served as it is, so its test client needs no
+    HTTPS base URL; production settings are never weakened.
+    """
+    if not force_https or request.environ["wsgi.url_scheme"] == "https":
+        return None
+    if current_app.testing and testing.active():
+        return None
+    code = 301 if request.method in ("GET", "HEAD") else 308
+    # request.url checks the host against TRUSTED_HOSTS (a SecurityError, 400).
+    return redirect(request.url.replace("http://", "https://", 1), code=code)

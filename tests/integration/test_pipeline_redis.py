@@ -1,0 +1,22 @@
+"""The request pipeline on a real Redis: replies are read by the request that sent them."""
+
+from __future__ import annotations
+
+from tests.conftest import Api
+
+
+def test_a_view_that_makes_its_own_request_reads_only_its_own_answers(redis_url: str) -> None:
+    # Review finding: a limiter reply sent before Flask ran was read after the view, so
+    # a request a view made on the same thread could read another key's reply.
+    api = Api(GUARD_RATE_LIMIT="1/minute", GUARD_RATELIMIT_STORAGE_URL=redis_url)
+
+    @api.app.get("/selfcheck")
+    @api.guard.exempt
+    def selfcheck() -> dict[str, int]:
+        inner = api.app.test_client().get("/orders", headers=api.bearer(refused))
+        return {"inner": inner.status_code}
+
+    refused, allowed = api.issue("refused"), api.issue("allowed")
+    assert api.client.get("/orders", headers=api.bearer(refused)).status_code == 200
+    answer = api.client.get("/selfcheck", headers=api.bearer(allowed))
+    assert answer.json == {"inner": 429}

@@ -8,13 +8,20 @@ installed by the extension). The redirect goes to the request's own host: set Fl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Request, current_app, redirect
 from werkzeug.wrappers import Response
 
 from . import testing
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
-def redirect_to_https(request: Request, force_https: bool) -> Response | None:
+
+def redirect_to_https(
+    request: Request, environ: WSGIEnvironment, force_https: bool
+) -> Response | None:
     """A redirect to the HTTPS URL for a plain-HTTP request when HTTPS is forced.
 
     308 keeps the method and body of a non-GET request; either way the client learns to
@@ -22,7 +29,7 @@ def redirect_to_https(request: Request, force_https: bool) -> Response | None:
     app with Flask's ``TESTING`` on is served as it is, so its test client needs no
     HTTPS base URL; production settings are never weakened.
     """
-    if not force_https or request.environ["wsgi.url_scheme"] == "https":
+    if not force_https or environ["wsgi.url_scheme"] == "https":
         return None
     if current_app.testing and testing.active():
         return None

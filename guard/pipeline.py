@@ -68,7 +68,7 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     """The stages, in order, for the current request."""
     environ = request.environ
     state: RequestState = environ[STATE]
-    redirect = redirect_to_https(request, gs.config.force_https)
+    redirect = redirect_to_https(request, environ, gs.config.force_https)
     if redirect is not None:
         state.reason = "https_redirect"
         return redirect

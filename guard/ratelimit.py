@@ -57,13 +57,15 @@ class Window(NamedTuple):
 
 def headers(windows: Sequence[Window]) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
-    return [
-        (
-            "RateLimit-Policy",
-            ", ".join(f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}' for w in windows),
-        ),
-        ("RateLimit", ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)),
-    ]
+    policies = _policy_header(tuple((w.policy, w.item) for w in windows))
+    state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
+    return [("RateLimit-Policy", policies), ("RateLimit", state)]
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_header(policies: tuple[tuple[str, RateLimitItem], ...]) -> str:
+    # The same few policies on every response: formatted once each.
+    return ", ".join(f'"{name}";q={item.amount};w={item.get_expiry()}' for name, item in policies)
 
 
 def retry_after(windows: Sequence[Window]) -> Headers:
@@ -84,8 +86,10 @@ def parse_limits(text: str) -> Items:
     return items
 
 
-#: Counts one hit on each ``(storage key, item)``: ``[(count, seconds left)]``, in order.
-Counter = Callable[[Sequence[tuple[str, RateLimitItem]]], list[tuple[int, int]]]
+#: What one hit counts: ``(policy name, item, storage key)`` for each limit.
+Plan = tuple[tuple[str, RateLimitItem, str], ...]
+#: Counts one hit on each limit of a plan: ``[(count, seconds left)]``, in order.
+Counter = Callable[[Plan], list[tuple[int, int]]]
 
 
 class RateLimits:
@@ -161,18 +165,13 @@ class RateLimits:
         return window if window.remaining == 0 else None
 
     def _hit(self, names: Sequence[str], items: Items, identifier: str) -> tuple[Window, ...]:
+        plan = _plan(self.storage, tuple(names), items, identifier)
         if self._count is None:
-            return tuple(
-                self._generic(name, item, identifier)
-                for name, item in zip(names, items, strict=True)
-            )
-        keys = [
-            (_storage_key(self.storage, name, item, identifier), item)
-            for name, item in zip(names, items, strict=True)
-        ]
+            return tuple(self._generic(name, item, identifier) for name, item, _ in plan)
+        answers = self._count(plan)
         return tuple(
             _window(name, item, count, reset_in)
-            for name, item, (count, reset_in) in zip(names, items, self._count(keys), strict=True)
+            for (name, item, _), (count, reset_in) in zip(plan, answers, strict=True)
         )
 
     def _counter(self) -> Counter | None:
@@ -198,24 +197,28 @@ def _policy_names(count: int) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _storage_key(
+def _plan(
     storage: limits.storage.Storage | AsyncStorage,
-    policy: str,
-    item: RateLimitItem,
+    names: tuple[str, ...],
+    items: Items,
     identifier: str,
-) -> str:
-    # limits' own key for (item, policy, identifier), prefixed as its storage does; a
-    # key sends a hit every request, and key_for builds the same string each time.
-    key = item.key_for(policy, identifier)
-    if isinstance(storage, limits.storage.RedisStorage):
-        return storage.prefixed_key(key)
-    return key
+) -> Plan:
+    # limits' own storage key for each (item, policy, identifier), prefixed as its
+    # storage does; a key sends a hit every request, and key_for builds the same string
+    # each time.
+    plan = []
+    for name, item in zip(names, items, strict=True):
+        key = item.key_for(name, identifier)
+        if isinstance(storage, limits.storage.RedisStorage):
+            key = storage.prefixed_key(key)
+        plan.append((name, item, key))
+    return tuple(plan)
 
 
 def _memory_counter(storage: WindowCounters) -> Counter:
-    def count(keys: Sequence[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+    def count(plan: Plan) -> list[tuple[int, int]]:
         answers = []
-        for key, item in keys:
+        for _, item, key in plan:
             hits, ends = storage.count(key, item.get_expiry())
             answers.append((hits, _seconds_until(ends)))
         return answers
@@ -233,14 +236,14 @@ def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
         # A Cluster routes by key and has no single pool: redis-py's Script.
         run = client.register_script(_FIXED_WINDOW_LUA)
 
-    def count(keys: Sequence[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+    def count(plan: Plan) -> list[tuple[int, int]]:
         # On a Cluster the limits of a key live in different slots: one call each.
-        calls = [keys] if isinstance(client, redis.Redis) else [[pair] for pair in keys]
+        calls = [plan] if isinstance(client, redis.Redis) else [(limit,) for limit in plan]
         replies: list[Any] = []
         try:
             for call in calls:
-                arguments = [value for _, item in call for value in (item.get_expiry(), 1)]
-                replies.extend(run([key for key, _ in call], arguments))
+                arguments = [value for _, item, _ in call for value in (item.get_expiry(), 1)]
+                replies.extend(run([key for _, _, key in call], arguments))
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
         return [

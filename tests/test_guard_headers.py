@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import threading
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask, request
-from werkzeug.serving import make_server
+from flask import request
 
 from tests.conftest import Api
+from tests.servers import served
 
 ORIGIN = "https://app.example"
 
@@ -153,21 +150,6 @@ def test_a_look_alike_origin_gets_no_cors_headers() -> None:
         assert "Access-Control-Allow-Origin" not in response.headers
         preflight = {"Origin": origin, "Access-Control-Request-Method": "GET"}
         assert api.client.options("/orders", headers=preflight).status_code == 401
-
-
-@contextlib.contextmanager
-def served(app: Flask) -> Iterator[http.client.HTTPConnection]:
-    """``app`` on werkzeug's threaded server (what ``flask run`` uses), on loopback."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
-    try:
-        yield connection
-    finally:
-        connection.close()
-        server.shutdown()
-        thread.join()
 
 
 def post_chunked(

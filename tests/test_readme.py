@@ -1,0 +1,66 @@
+"""The README's examples, run as written: a test fails when an example stops working."""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LOCAL_CONFIG, Api
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks(section: str, language: str) -> list[str]:
+    """The fenced ``language`` blocks under the README heading ``section``."""
+    text = README.read_text()
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end != -1 else len(text)]
+    return re.findall(rf"```{language}\n(.*?)```", body, flags=re.DOTALL)
+
+
+def run_block(code: str, **names: object) -> types.SimpleNamespace:
+    namespace: dict[str, object] = {"__name__": "readme_example", **names}
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    return types.SimpleNamespace(**namespace)
+
+
+@pytest.fixture
+def guard_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in LOCAL_CONFIG.items():
+        monkeypatch.setenv(name, str(value))
+    yield
+    assert "GUARD_SECRET_KEY" in os.environ
+
+
+def test_using_the_guard_example(guard_environment: None) -> None:
+    usage, handler = blocks("Using the guard", "python")
+    example = run_block(usage)
+    app = example.create_app()
+    client = app.test_client()
+    guard = example.guard
+    with app.app_context():
+        reader, _ = guard.keys.create("alice", scopes=["orders:read"])
+        admin, _ = guard.keys.create("root", scopes=["admin"])
+    assert client.get("/health").status_code == 200
+    assert client.get("/orders").status_code == 401
+    orders = client.get("/orders", headers=Api.bearer(reader))
+    assert orders.status_code == 200 and orders.json == {"orders": [], "caller": "alice"}
+    assert client.get("/admin/users", headers=Api.bearer(reader)).status_code == 403
+    assert client.get("/admin/users", headers=Api.bearer(admin)).status_code == 200
+    assert client.post("/reports", headers=Api.bearer(reader)).status_code == 202
+
+    rendered = example.create_app()
+    run_block(handler, app=rendered)
+    refused = rendered.test_client().get("/orders")
+    assert refused.json == {
+        "title": "Unauthorized",
+        "status": 401,
+        "request_id": refused.headers["X-Request-ID"],
+    }
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'

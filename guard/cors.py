@@ -70,7 +70,7 @@ class Cors:
         scratch.add_url_rule(
             "/", "probe", lambda: "", methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
         )
-        self._client = scratch.test_client()
+        self._scratch = scratch
         self._headers = functools.lru_cache(maxsize=1024)(self._ask)
 
     def allows(self, environ: WSGIEnvironment) -> bool:
@@ -96,7 +96,8 @@ class Cors:
 
     def _ask(self, method: str, values: tuple[str | None, ...]) -> Headers:
         sent = [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
-        answer = self._client.open("/", method=method, headers=sent)
+        # A client per question: threads may ask at once.
+        answer = self._scratch.test_client().open("/", method=method, headers=sent)
         return [
             (name, value)
             for name, value in answer.headers.items()

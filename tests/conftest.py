@@ -11,6 +11,9 @@ from tests.redis_server import RedisServer
 SECRET = "s" * 32
 PEPPER = "p" * 32
 
+# A user's project, run by its own pytest in a subprocess (tests/frameworks), never here.
+collect_ignore = ["plugin_project"]
+
 #: The smallest valid configuration.
 BASE_CONFIG = {"GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
 #: For apps served over plain HTTP by the test client.

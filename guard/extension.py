@@ -138,6 +138,18 @@ class Guard:
         _check_names("headers", "policy", (csp,))
         return lambda target: scopes.mark(target, csp=csp)
 
+    def openapi(
+        self, target: object, *, app: Flask | None = None, exempt_docs: bool = True
+    ) -> None:
+        """Document the guard in ``target``'s OpenAPI document: an APIFlask app, a
+        flask-smorest ``Api`` or an apispec ``APISpec`` (before their paths are added;
+        ``app`` is needed for the last two outside an app context). The framework's
+        documentation pages become reachable without a key unless ``exempt_docs`` is
+        false. Needs the ``openapi`` extra (apispec); see :mod:`guard.openapi`."""
+        from .openapi import document  # apispec is an optional dependency
+
+        document(self, target, app=app, exempt_docs=exempt_docs)
+
     # -- for views -------------------------------------------------------------------
 
     @property

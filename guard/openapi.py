@@ -1,0 +1,306 @@
+"""The guard in an app's OpenAPI document: ``guard.openapi(target)``.
+
+One apispec plugin (:class:`GuardPlugin`, apispec's documented extension point) serves
+all three ways an app builds its document: APIFlask builds a fresh ``APISpec`` with
+``app.spec_plugins`` on every generation; flask-smorest's ``Api.spec`` and a hand-built
+``APISpec`` take the plugin before their paths are added. For each operation it finds the
+Flask endpoint the path and method route to and documents what the guard does there:
+
+- ``components.securitySchemes`` gets the guard's bearer scheme (``type: http``);
+- a protected operation requires it, with the scopes its view requires: in OpenAPI 3.1
+  as the requirement's role list; in 3.0, where that list must be empty for ``http``
+  schemes, in an ``x-required-scopes`` extension; and it documents the guard's refusals
+  (400, 401, 403 where scopes apply, 413 and 415 where a body may come, 429, 503) with
+  their JSON body and protocol headers;
+- an exempt operation gets ``security: []``.
+
+An operation whose path matches no endpoint is documented as protected, as the guard
+treats a request that matches no view: the document never promises open access that the
+guard would refuse. The documentation pages the framework registers are exempted (no key
+needed to read them) unless ``exempt_docs=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from apispec import APISpec, BasePlugin
+from flask import Flask, current_app, has_app_context
+
+from . import errors, scopes
+from .errors import ConfigurationError, RequestRejected
+from .scopes import Policy
+
+if TYPE_CHECKING:
+    from .extension import Guard
+
+#: Names under ``components``; prefixed so they cannot collide with the app's own.
+SCHEME = "GuardBearer"
+ERROR_SCHEMA = "GuardError"
+
+#: HTTP methods a path item may hold (its other keys are parameters, summaries...).
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+#: Methods that may carry a body, hence meet the body-size and content-type checks.
+_BODY_METHODS = frozenset({"post", "put", "patch"})
+#: A Flask rule's ``<converter(args):name>`` as OpenAPI writes it, ``{name}``.
+_RULE_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+
+# Response headers the guard sends: name, header object.
+_HEADERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "GuardWWWAuthenticate": (
+        "WWW-Authenticate",
+        {
+            "description": "The RFC 6750 challenge, e.g. "
+            '`Bearer realm="api", error="invalid_token"`.',
+            "schema": {"type": "string"},
+        },
+    ),
+    "GuardRetryAfter": (
+        "Retry-After",
+        {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    ),
+    "GuardRateLimit": (
+        "RateLimit",
+        {
+            "description": "The key's remaining requests and seconds to reset (IETF draft), "
+            'e.g. `"key";r=0;t=42`.',
+            "schema": {"type": "string"},
+        },
+    ),
+    "GuardRateLimitPolicy": (
+        "RateLimit-Policy",
+        {
+            "description": 'The key\'s limit (IETF draft), e.g. `"key";q=600;w=60`.',
+            "schema": {"type": "string"},
+        },
+    ),
+}
+
+# Each refusal: its component name, the errors it is rendered from, its headers (a
+# required header is sent on every such answer).
+_RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bool]]] = {
+    "400": (
+        "GuardInvalidRequest",
+        (errors.InvalidRequest,),
+        {"GuardWWWAuthenticate": True},
+    ),
+    "401": (
+        "GuardUnauthorized",
+        (errors.AuthenticationRequired, errors.InvalidToken),
+        {"GuardWWWAuthenticate": True},
+    ),
+    "403": (
+        "GuardInsufficientScope",
+        (errors.InsufficientScope,),
+        {"GuardWWWAuthenticate": True},
+    ),
+    "413": ("GuardPayloadTooLarge", (errors.PayloadTooLarge,), {}),
+    "415": ("GuardUnsupportedMediaType", (errors.UnsupportedMediaType,), {}),
+    "429": (
+        "GuardRateLimited",
+        (errors.RateLimited,),
+        {"GuardRetryAfter": True, "GuardRateLimit": False, "GuardRateLimitPolicy": False},
+    ),
+    "503": ("GuardUnavailable", (errors.GuardUnavailable,), {"GuardRetryAfter": True}),
+}
+
+
+def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bool) -> None:
+    """Install the guard's documentation on ``target`` (see :meth:`Guard.openapi`)."""
+    if isinstance(target, APISpec):
+        app = _app(app)
+        _attach(target, GuardPlugin(app))
+        return
+    # Not target.spec first: on APIFlask that property generates (and caches) the document.
+    plugins = getattr(target, "spec_plugins", None)
+    if isinstance(target, Flask) and isinstance(plugins, list):
+        # APIFlask: a fresh APISpec with these plugins on every generation, so the order
+        # of this call and the app's routes does not matter.
+        if not any(isinstance(plugin, GuardPlugin) for plugin in plugins):
+            plugins.append(GuardPlugin(target))
+        docs = _endpoints(target, lambda endpoint, _: endpoint.startswith("openapi."))
+        app = target
+    elif isinstance(spec := getattr(target, "spec", None), APISpec):  # flask-smorest's Api
+        app = _app(app)
+        _attach(spec, GuardPlugin(app))
+        # Its documentation views (JSON, ReDoc, Swagger UI, RapiDoc) are its own methods.
+        docs = _endpoints(app, lambda _, view: getattr(view, "__self__", None) is target)
+    else:
+        raise TypeError(
+            "guard.openapi() takes an APIFlask app, a flask-smorest Api (after init_app) "
+            f"or an apispec APISpec, not {type(target).__name__}"
+        )
+    if exempt_docs:
+        for endpoint in docs:
+            # A new wrapper for this registration (a bound method, for flask-smorest).
+            app.view_functions[endpoint] = guard.exempt(app.view_functions[endpoint])
+
+
+def _app(app: Flask | None) -> Flask:
+    if app is not None:
+        return app
+    if has_app_context():
+        # The app itself, not the proxy: the plugin outlives this context.
+        return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    raise TypeError("guard.openapi() needs the Flask app: pass app=app")
+
+
+def _attach(spec: APISpec, plugin: GuardPlugin) -> None:
+    if any(isinstance(p, GuardPlugin) for p in spec.plugins):
+        return
+    if spec.to_dict().get("paths"):
+        # apispec runs plugins as each path is added: earlier paths would stay undocumented.
+        raise ConfigurationError(
+            "guard.openapi() must be called before paths are added to the spec "
+            "(with flask-smorest: before api.register_blueprint)"
+        )
+    spec.plugins = [*spec.plugins, plugin]
+    plugin.init_spec(spec)
+
+
+def _endpoints(app: Flask, chosen: Callable[[str, Callable[..., Any]], bool]) -> list[str]:
+    return [endpoint for endpoint, view in app.view_functions.items() if chosen(endpoint, view)]
+
+
+def view_policy(app: Flask, endpoint: str | None, method: str) -> Policy:
+    """What the guard applies to ``method`` on ``endpoint``: the endpoint's policy (its
+    view's and its blueprints'), and the scopes required on a MethodView's method, which
+    its wrapper enforces when called. The one lookup of this module."""
+    found = scopes.for_endpoint(app, endpoint)
+    view = app.view_functions.get(endpoint or "")
+    handler = getattr(getattr(view, "view_class", None), method.lower(), None)
+    if handler is None:
+        return found
+    return dataclasses.replace(found, scopes=found.scopes | scopes.of(handler).scopes)
+
+
+def endpoint_for(app: Flask, path: str, method: str) -> str | None:
+    """The endpoint a request for the OpenAPI ``path`` and ``method`` routes to."""
+    for rule in app.url_map.iter_rules():
+        if (
+            method.upper() in (rule.methods or ())
+            and _RULE_VARIABLE.sub(r"{\1}", rule.rule) == path
+        ):
+            endpoint: str = rule.endpoint
+            return endpoint
+    return None
+
+
+class GuardPlugin(BasePlugin):
+    """Documents the guard of ``app`` in every operation added to a spec."""
+
+    def __init__(self, app: Flask) -> None:
+        state = app.extensions.get("guard")
+        if state is None:
+            raise ConfigurationError("guard.openapi(): install the guard on the app first")
+        self.app = app
+        self.token_prefix: str = state.config.token_prefix
+        self.scopes_in_requirement = True
+
+    def init_spec(self, spec: APISpec) -> None:
+        version = spec.openapi_version
+        if version.major != 3:
+            raise ConfigurationError(
+                f"guard.openapi() documents OpenAPI 3.0 and 3.1, not {version}: "
+                "set the framework's OpenAPI version to 3.1.0 or 3.0.3"
+            )
+        # OpenAPI 3.0 requires an empty role list for http schemes.
+        self.scopes_in_requirement = version.minor >= 1
+        components = spec.components
+        components.security_scheme(SCHEME, self._scheme())
+        components.schema(ERROR_SCHEMA, _error_schema())
+        for name, kinds, headers in _RESPONSES.values():
+            components.response(name, _response(kinds, headers))
+
+    def _scheme(self) -> dict[str, Any]:
+        prefix = self.token_prefix
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": f"{prefix}<key id>.<secret>.<signature>",
+            "description": (
+                "An API key issued by the operator (`guard keys create`), sent as "
+                "`Authorization: Bearer <token>`. A token reads "
+                f"`{prefix}<key id>.<secret>.<signature>`: a public 16-hex-digit key id, "
+                "a 256-bit random secret and an HMAC signature. Keys carry scopes; an "
+                "operation's required scopes are listed in its security requirement "
+                "(OpenAPI 3.1) or its `x-required-scopes` (3.0)."
+            ),
+        }
+
+    def operation_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for method, operation in (operations or {}).items():
+            if method in _METHODS and isinstance(operation, dict) and path is not None:
+                rules = view_policy(self.app, endpoint_for(self.app, path, method), method)
+                self._document(operation, method, rules)
+
+    def _document(self, operation: dict[str, Any], method: str, rules: Policy) -> None:
+        if rules.exempt:
+            operation.setdefault("security", [])
+            return
+        scopes = sorted(rules.scopes)
+        requirement = {SCHEME: scopes if self.scopes_in_requirement else []}
+        if scopes and not self.scopes_in_requirement:
+            operation["x-required-scopes"] = scopes
+        # The guard's key is required on top of any scheme the app documents itself.
+        alternatives = operation.get("security") or [{}]
+        operation["security"] = [{**alternative, **requirement} for alternative in alternatives]
+        codes = ["400", "401", "429", "503"]
+        if scopes:
+            codes.append("403")
+        if method in _BODY_METHODS or "requestBody" in operation:
+            codes += ["413", "415"]
+        responses = operation.setdefault("responses", {})
+        documented = {str(code) for code in responses}  # the app's own stay as written
+        for code in sorted(set(codes) - documented):
+            responses[code] = {"$ref": f"#/components/responses/{_RESPONSES[code][0]}"}
+
+
+def _error_schema() -> dict[str, Any]:
+    kinds: Iterable[type[RequestRejected]] = (k for _, ks, _ in _RESPONSES.values() for k in ks)
+    return {
+        "type": "object",
+        "description": "A refusal by the API guard.",
+        "required": ["error", "message", "request_id"],
+        "properties": {
+            "error": {"type": "string", "enum": sorted({kind.error for kind in kinds})},
+            "message": {"type": "string", "description": "For people; may change."},
+            "request_id": {
+                "type": "string",
+                "description": "Also in the X-Request-ID header and the audit trail.",
+            },
+        },
+    }
+
+
+def _response(kinds: tuple[type[RequestRejected], ...], headers: dict[str, bool]) -> dict[str, Any]:
+    examples = {
+        kind.error: {
+            "value": {"error": kind.error, "message": kind.message, "request_id": "4bf92f3577b3"}
+        }
+        for kind in kinds
+    }
+    return {
+        "description": " or ".join(kind.message for kind in kinds),
+        "headers": {
+            _HEADERS[name][0]: {**_HEADERS[name][1], "required": required}
+            for name, required in headers.items()
+        },
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"},
+                "examples": examples,
+            }
+        },
+    }

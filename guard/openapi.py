@@ -140,6 +140,9 @@ def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bo
         for endpoint in docs:
             # A new wrapper for this registration (a bound method, for flask-smorest).
             app.view_functions[endpoint] = guard.exempt(app.view_functions[endpoint])
+        state = app.extensions.get("guard")
+        if state is not None:
+            state.policies.clear()  # a policy looked up before this call is stale now
 
 
 def _app(app: Flask | None) -> Flask:

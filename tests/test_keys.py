@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pytest
 
@@ -19,6 +20,11 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.lookups = 0
         self.down = False
+        self.touches: list[dict[str, float]] = []
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        self.touches.append(dict(used))
+        super().touch(used)
 
     def get(self, key_id: str) -> KeyRecord | None:
         self.lookups += 1
@@ -229,10 +235,13 @@ def test_imported_secret_survives_a_pepper_rotation(store: CountingStore) -> Non
     assert Keys(store, rotated, accept_imported=True).verify("legacy").ok
 
 
-@pytest.mark.parametrize("secret", ["", "x" * 513, "line\nbreak"])
-def test_import_refuses_unusable_secrets(keys: Keys, secret: str) -> None:
-    with pytest.raises(ValueError, match="printable"):
+@pytest.mark.parametrize(
+    "secret", ["", "x" * 513, "line\nbreak", "with space", "user@host", "wow!", "=abc", "é"]
+)
+def test_import_refuses_secrets_no_bearer_header_can_carry(keys: Keys, secret: str) -> None:
+    with pytest.raises(ValueError, match="RFC 6750"):
         keys.import_secret(secret, "bad")
+    assert keys.store.records() == []
 
 
 def test_unknown_wrong_secret_and_revoked_keys_cost_the_same_comparison(
@@ -270,7 +279,8 @@ def test_uses_are_written_in_batches_one_per_key_with_the_last_time(
         keys.note_use(alice, now=float(when))
     keys.note_use(bob, now=200.0)
     assert store.last_used(alice.key_id) is None  # nothing written on the request path
-    assert len(keys._uses._pending) == 2  # a busy key holds one entry, not one per request
-    keys._uses.flush()
+    keys.flush_uses()
+    # A busy key is one entry of one batch, not one per request.
+    assert store.touches == [{alice.key_id: 1099.0, bob.key_id: 200.0}]
     assert store.last_used(alice.key_id) == 1099.0
     assert store.last_used(bob.key_id) == 200.0

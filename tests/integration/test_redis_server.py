@@ -135,7 +135,7 @@ def test_closing_a_store_while_its_listener_reads_leaves_no_thread_failure(
         store = from_url(redis_url, timeout=0.5)
         assert isinstance(store, RedisStore)
         [listener] = started_listeners(functools.partial(store.get, "0000000000000000"))
-        wait_until(store._listening.is_set, timeout=5)
+        wait_until(functools.partial(getattr, store, "subscribed"), timeout=5)
         store.close()
         listener.join(5)
         assert not listener.is_alive()
@@ -167,7 +167,7 @@ def test_a_listener_failure_is_logged_and_the_listener_reconnects(
     store = from_url(redis_url, timeout=0.5)
     assert isinstance(store, RedisStore)
     store.get("0000000000000000")
-    wait_until(store._listening.is_set, timeout=5)  # subscribed again after the failure
+    wait_until(lambda: store.subscribed, timeout=5)  # subscribed again after the failure
     store.close()
     assert "key invalidation listener failed; reconnecting" in caplog.text
 

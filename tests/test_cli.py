@@ -600,3 +600,36 @@ def test_several_rate_limits_in_one_string_are_accepted_as_given(shell: Shell) -
         "keys", "create", "--name", "b", "--rate-limit", "5/minute;lots", "--env-file", ".env"
     )
     assert bad.returncode == 2 and "not a rate limit" in bad.stderr
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_cli_example() -> str:
+    """The sh block of the README's section on the guard command, as written."""
+    section = README.read_text().split("## Operating keys: the `guard` command", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.redis
+def test_the_readme_cli_example_runs_as_written(redis_url: str, tmp_path: Path) -> None:
+    shell = Shell(tmp_path, GUARD_STORE_URL=redis_url)
+    (tmp_path / "secret.txt").write_text("legacy-secret-2019\n")
+    first, rest = readme_cli_example().split("\nguard keys list ", 1)
+    bash = ["bash", "-euo", "pipefail", "-c"]
+    env = {**shell.exported, "PATH": f"{GUARD.parent}:{os.environ['PATH']}"}
+    subprocess.run([*bash, first], env=env, cwd=tmp_path, check=True)
+    [billing] = json.loads(shell.ok("keys", "list", "--json").stdout)
+    script = ("guard keys list " + rest).replace("0123456789abcdef", billing["id"])
+    done = subprocess.run([*bash, script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"valid: key {billing['id']} (billing)" in done.stdout
+    rows = {row["id"]: row for row in json.loads(shell.ok("keys", "list", "--json").stdout)}
+    old = rows.pop(billing["id"])
+    assert old["state"] == "revoked" and old["replaced_by"] in rows
+    successor = rows[old["replaced_by"]]
+    assert successor["scopes"] == ["invoices:read", "invoices:write"]
+    assert successor["rate_limit"] == "100/minute;5000/day"
+    assert successor["metadata"] == {"team": "billing"}
+    assert [row["name"] for row in rows.values() if row["imported"]] == ["legacy"]
+    assert "ci" in Shell(tmp_path, GUARD_STORE_URL="env://GUARD_KEYS").names()

@@ -280,6 +280,15 @@ grace_option = click.option(
 )
 
 
+def settings_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that set what a key allows, shared by create, import and update, with
+    --env-file and --json."""
+    options = (scopes_option, rate_limit_option, metadata_option, env_file_option, json_option)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -293,12 +302,8 @@ def emit(as_json: bool, row: dict[str, Any], text: str, err: bool = False) -> No
 
 @keys.command()
 @click.option("--name", required=True, help="Who the key belongs to.")
-@scopes_option
 @click.option("--expires-in", callback=duration, help="e.g. 90d; never expires if absent.")
-@rate_limit_option
-@metadata_option
-@env_file_option
-@json_option
+@settings_options
 @click.pass_obj
 def create(
     op: Operator,
@@ -402,11 +407,7 @@ def revoke(op: Operator, key_id: str, env_file: Path | None, as_json: bool) -> N
 
 @keys.command()
 @click.argument("key_id")
-@scopes_option
-@rate_limit_option
-@metadata_option
-@env_file_option
-@json_option
+@settings_options
 @click.pass_obj
 def update(
     op: Operator,
@@ -472,11 +473,7 @@ def verify(op: Operator, as_json: bool) -> None:
 
 @keys.command("import")
 @click.option("--name", required=True, help="Who the key belongs to.")
-@scopes_option
-@rate_limit_option
-@metadata_option
-@env_file_option
-@json_option
+@settings_options
 @click.pass_obj
 def import_(
     op: Operator,

@@ -633,3 +633,32 @@ def test_the_readme_cli_example_runs_as_written(redis_url: str, tmp_path: Path) 
     assert successor["metadata"] == {"team": "billing"}
     assert [row["name"] for row in rows.values() if row["imported"]] == ["legacy"]
     assert "ci" in Shell(tmp_path, GUARD_STORE_URL="env://GUARD_KEYS").names()
+
+
+class RevokedMeanwhile(MemoryStore):
+    """Another operator revokes ``victim`` just before this process's next write."""
+
+    victim: str | None = None
+
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
+        victim, self.victim = self.victim, None
+        if victim is not None:
+            Keys(self, TokenCodec([SECRET], [PEPPER])).revoke(victim)
+        super().save(*records, expected=expected)
+
+
+def test_rotate_due_leaves_a_key_revoked_while_it_runs_revoked(
+    clock: Clock, tmp_path: Path
+) -> None:
+    store = RevokedMeanwhile()
+    keys = Keys(store, TokenCodec([SECRET], [PEPPER]), clock=clock)
+    created = create(keys, "--name", "svc")
+    store.victim = created["id"]
+    done = run(keys, "rotate-due", "--name", "svc", "--output", str(tmp_path / "t.jsonl"))
+    assert done.exit_code == 0
+    assert f"skipped {created['id']}: changed during the rotation" in done.stderr
+    assert "rotated 0 keys" in done.stderr
+    assert keys.verify(created["token"]).reason is Reason.REVOKED
+    assert [r.key_id for r in store.records()] == [created["id"]]

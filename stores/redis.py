@@ -42,6 +42,7 @@ from redis.retry import Retry
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
 from .errors import Conflict, InvalidRecord, StoreUnavailable
+from .factory import REDIS_SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def cluster_prefix(prefix: str) -> str:
 class RedisStore(KeyStore):
     """Keys in Redis, read through a process-local cache kept fresh by pub/sub."""
 
-    schemes = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+    schemes = REDIS_SCHEMES
 
     def __init__(
         self,

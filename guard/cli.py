@@ -1,22 +1,25 @@
 """The operator's command line: ``guard keys ...``, also available as ``flask guard``.
 
 Exit codes a script can rely on: 0 on success; 1 with one line on stderr for an unknown
-key, an unreachable store, a read-only store or a key in the wrong state; 2 for a usage
-error such as a bad duration. Only ``create`` and ``rotate`` ever print a token, and
-only once; secrets are read from standard input, never from arguments (which leak into
-shell history and ``ps``).
+key, an unreachable store, a read-only store, a store that keeps nothing, or a key in the
+wrong state; 2 for a usage error such as a bad duration. Only ``create`` and ``rotate``
+(and ``rotate-due``) ever print a token, and only once; secrets are read from standard
+input, never from arguments (which leak into shell history and ``ps``).
+
+The store is, in this order: ``--store``; under ``flask guard``, the loaded app's own
+store; ``GUARD_STORE_URL``. Nothing is loaded (and no secret read) until a command
+needs the keys, so ``--help`` works anywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import fnmatch
+import functools
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +28,7 @@ import click
 import limits
 
 from stores import (
+    Conflict,
     EnvStore,
     KeyNotFound,
     KeyRecord,
@@ -33,63 +37,106 @@ from stores import (
     StoreError,
     StoreUnavailable,
 )
-from stores.env import render_records
+from stores.env import parse_records, render_records
+from stores.envfile import env_line, locked, read_variable, write_variable
+from stores.factory import REDIS_SCHEMES
 
 from .config import GuardConfig
 from .durations import parse_duration
 from .errors import ConfigurationError
-from .keys import Keys, KeyStateError
+from .keys import Keys, KeyStateError, Reason
+
+#: Told to an operator who tried to write to a store that ends with the process.
+KEEPING_STORES = ", ".join(f"{scheme}://" for scheme in REDIS_SCHEMES) + (
+    ", or env:// with --env-file"
+)
 
 
-@dataclasses.dataclass
 class Operator:
-    """What the commands work on. For an ``env://`` store (read-only at run time),
-    changes are made on an in-memory copy and written out as the variable's new value."""
+    """What the commands work on: the keys, loaded on first use.
 
-    keys: Keys
-    env_variable: str | None = None
-    env_file: Path | None = None
+    :param load: builds the :class:`Keys` (reads the store URL and the secrets).
+    :param given: the keys were handed over by a caller who keeps them (a test, an
+        embedding program), so an in-process store outlives the command.
+    """
 
-    @classmethod
-    def from_keys(cls, keys: Keys) -> Operator:
-        if not isinstance(keys.store, EnvStore):
-            return cls(keys)
-        copy = MemoryStore()
-        copy.save(*keys.store.records())
-        writable = Keys(copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock)
-        return cls(writable, env_variable=keys.store.variable)
+    def __init__(self, load: Callable[[], Keys], *, given: bool = False) -> None:
+        self._load = load
+        self.given = given
 
-    def publish(self) -> None:
-        """After a change to an ``env://`` store: update ``--env-file``, or print the value."""
-        if self.env_variable is None:
+    @functools.cached_property
+    def keys(self) -> Keys:
+        with operator_errors():
+            return self._load()
+
+    @contextlib.contextmanager
+    def writing(self, env_file: Path | None) -> Iterator[Keys]:
+        """The keys to change, for one write command.
+
+        For an ``env://`` store (read-only at run time) the change is made on a copy of
+        the records and written out: to ``env_file`` under its lock, the records read
+        from that file (never from this shell's environment, which may be stale), or
+        printed as the variable's new value. A store that keeps nothing past this
+        process is refused.
+        """
+        keys = self.keys
+        store = keys.store
+        if not isinstance(store, EnvStore):
+            if env_file is not None:
+                raise click.UsageError(
+                    "--env-file applies only to an env:// store (this command's store is "
+                    f"{type(store).__name__}): the change goes to that store itself"
+                )
+            if not store.persistent and not self.given:
+                raise click.ClickException(
+                    f"{type(store).__name__} keeps keys only inside this process: the change "
+                    f"would be lost when the command exits. Stores that keep keys: "
+                    f"{KEEPING_STORES}"
+                )
+            with operator_errors():
+                yield keys
             return
-        value = render_records(sorted(self.keys.store.records(), key=lambda r: r.created_at))
-        if self.env_file is None:
-            click.echo(f"# {self.env_variable} is read-only at run time: set it to this value")
-            click.echo(f"{self.env_variable}='{value}'")
-        else:
-            replace_env_line(self.env_file, self.env_variable, value)
-            click.echo(f"updated {self.env_variable} in {self.env_file}", err=True)
+        variable = store.variable
+        with operator_errors():
+            if env_file is None:
+                copy = writable_copy(keys, store.records())
+                yield copy
+                value = render_records(sorted(copy.store.records(), key=lambda r: r.created_at))
+                click.echo(f"# {variable} is read-only at run time: set it to this value")
+                click.echo(env_line(variable, value))
+                return
+            with locked(env_file):
+                text = read_variable(env_file, variable) or ""
+                records = parse_records(text, f"{variable} in {env_file}")
+                warn_if_environment_differs(store, records, env_file)
+                copy = writable_copy(keys, records.values())
+                yield copy
+                value = render_records(sorted(copy.store.records(), key=lambda r: r.created_at))
+                write_variable(env_file, variable, value)
+            click.echo(f"updated {variable} in {env_file}", err=True)
 
 
-def replace_env_line(path: Path, name: str, value: str) -> None:
-    """Set ``name='value'`` in a .env file atomically: a temporary file in the same
-    directory (mode 0600), fsync, rename. A crash leaves the old file or the new one."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    line = f"{name}='{value}'"
-    kept = [existing for existing in lines if not existing.startswith(f"{name}=")]
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write("\n".join([*kept, line]) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+def writable_copy(keys: Keys, records: Any) -> Keys:
+    copy = MemoryStore()
+    copy.save(*records)
+    return Keys(copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock)
+
+
+def warn_if_environment_differs(
+    store: EnvStore, from_file: dict[str, KeyRecord], env_file: Path
+) -> None:
+    """Say so when the shell's variable and the file disagree: the file wins (it is what
+    this command rewrites and what the service loads), and the operator should know the
+    environment is stale."""
+    if store.variable not in os.environ:
+        return
+    if {r.key_id: r for r in store.records()} != from_file:
+        click.echo(
+            f"warning: {store.variable} in the environment differs from {env_file}; "
+            f"using {env_file}, the file this command rewrites (the environment is stale: "
+            "load the file again after this command)",
+            err=True,
+        )
 
 
 @contextlib.contextmanager
@@ -101,6 +148,8 @@ def operator_errors() -> Iterator[None]:
         raise click.ClickException(f"no key with id {exc.key_id}") from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"the key store did not answer: {exc}") from None
+    except Conflict as exc:
+        raise click.ClickException(f"{exc}: run the command again") from None
     except (ReadOnlyStore, KeyStateError, ConfigurationError, StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -114,21 +163,40 @@ def duration(_: click.Context, param: click.Parameter, value: str | None) -> flo
         raise click.BadParameter(str(exc), param=param) from None
 
 
-def scope_list(_: click.Context, __: click.Parameter, value: str | None) -> list[str]:
-    return [scope.strip() for scope in (value or "").split(",") if scope.strip()]
+def scope_list(_: click.Context, __: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [scope.strip() for scope in value.split(",") if scope.strip()]
 
 
 def rate_limit(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None:
+    """One limit or several separated by ``;`` (``5/minute;1/day``), as Flask-Limiter
+    takes them; kept as given."""
+    if value is not None and value != "default":
         try:
-            limits.parse(value)
+            limits.parse_many(value)
         except ValueError:
-            raise click.BadParameter(f"{value!r} is not a rate limit such as 100/minute") from None
+            raise click.BadParameter(
+                f"{value!r} is not a rate limit such as 100/minute or 5/minute;1/day"
+            ) from None
     return value
 
 
+def metadata_pairs(
+    _: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str | None]:
+    pairs: dict[str, str | None] = {}
+    for item in values:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param=param)
+        pairs[field] = value or None
+    return pairs
+
+
 def load_keys(store_url: str | None) -> Keys:
-    """Keys for the store the environment (or ``--store``) names, under its secrets."""
+    """Keys for the store ``store_url`` names (else GUARD_STORE_URL), under the secrets
+    of the environment."""
     settings = dict(os.environ)
     if store_url:
         settings["GUARD_STORE_URL"] = store_url
@@ -146,19 +214,36 @@ def from_flask_app() -> Keys | None:
     return None if state is None else state.keys
 
 
+def resolve_keys(store_url: str | None) -> Keys:
+    """The one precedence rule: ``--store``, then the app's store under ``flask guard``,
+    then GUARD_STORE_URL."""
+    if store_url:
+        return load_keys(store_url)
+    return from_flask_app() or load_keys(None)
+
+
 @click.group()
-@click.option("--store", envvar="GUARD_STORE_URL", help="Key store URL (GUARD_STORE_URL).")
+@click.option(
+    "--store",
+    metavar="URL",
+    help="Key store URL. The store is this option if given; else, under `flask guard`, the "
+    "loaded app's store; else GUARD_STORE_URL.",
+)
 @click.pass_context
 def cli(ctx: click.Context, store: str | None) -> None:
-    """Issue, rotate and revoke the API keys the guard accepts."""
+    """Issue, rotate and revoke the API keys the guard accepts.
+
+    The store is --store if given; else, under `flask guard`, the loaded app's own store;
+    else GUARD_STORE_URL. Secrets (GUARD_SECRET_KEY, GUARD_PEPPER) are read only by the
+    commands that use keys, never for --help.
+    """
     if isinstance(ctx.obj, Operator):  # given by a caller, e.g. a test
         return
     if isinstance(ctx.obj, Keys):
-        ctx.obj = Operator.from_keys(ctx.obj)
+        given: Keys = ctx.obj
+        ctx.obj = Operator(lambda: given, given=True)
         return
-    with operator_errors():
-        keys = (None if store else from_flask_app()) or load_keys(store)
-        ctx.obj = Operator.from_keys(keys)
+    ctx.obj = Operator(functools.partial(resolve_keys, store))
 
 
 @cli.group()
@@ -169,46 +254,103 @@ def keys() -> None:
 env_file_option = click.option(
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="For an env:// store: update this .env file atomically instead of printing.",
+    help="For an env:// store: read the records from this .env file and rewrite its line "
+    "(locked, atomic, mode 0600) instead of printing the new value.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+scopes_option = click.option("--scopes", callback=scope_list, help="Comma-separated scopes.")
+rate_limit_option = click.option(
+    "--rate-limit",
+    callback=rate_limit,
+    help="e.g. 100/minute, or several: 5/minute;1/day (else the service's default).",
+)
+metadata_option = click.option(
+    "--metadata",
+    multiple=True,
+    callback=metadata_pairs,
+    metavar="KEY=VALUE",
+    help="Set a metadata entry (repeatable); KEY= removes it.",
+)
+grace_option = click.option(
+    "--grace",
+    callback=duration,
+    default="24h",
+    show_default=True,
+    help="How long the old key stays valid after rotation, e.g. 24h.",
+)
+
+
+def settings_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that set what a key allows, shared by create, import and update, with
+    --env-file and --json."""
+    options = (scopes_option, rate_limit_option, metadata_option, env_file_option, json_option)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def emit(as_json: bool, row: dict[str, Any], text: str, err: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps(row))
+    else:
+        click.echo(text, err=err)
 
 
 @keys.command()
 @click.option("--name", required=True, help="Who the key belongs to.")
-@click.option("--scopes", callback=scope_list, help="Comma-separated scopes.")
 @click.option("--expires-in", callback=duration, help="e.g. 90d; never expires if absent.")
-@click.option("--rate-limit", callback=rate_limit, help="e.g. 100/minute (else the default).")
-@env_file_option
-@json_option
+@settings_options
 @click.pass_obj
 def create(
     op: Operator,
     name: str,
-    scopes: list[str],
+    scopes: list[str] | None,
     expires_in: float | None,
     rate_limit: str | None,
+    metadata: dict[str, str | None],
     env_file: Path | None,
     as_json: bool,
 ) -> None:
     """Issue a key and print its token, once."""
-    op.env_file = env_file
-    with operator_errors():
-        token, record = op.keys.create(
-            name, scopes=scopes, expires_in=expires_in, rate_limit=rate_limit
+    with op.writing(env_file) as keys:
+        token, record = keys.create(
+            name,
+            scopes=scopes or (),
+            expires_in=expires_in,
+            rate_limit=None if rate_limit == "default" else rate_limit,
+            metadata={k: v for k, v in metadata.items() if v is not None},
         )
-        op.publish()
     print_token(token, record, as_json)
 
 
+STATES = ("active", "in grace period", "revoked", "expired", "rotated")
+
+
 @keys.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only keys in this state.")
+@click.option("--name", "pattern", help="Only keys whose name matches this glob.")
+@click.option("--scope", help="Only keys holding this scope.")
 @json_option
 @click.pass_obj
-def list_keys(op: Operator, as_json: bool) -> None:
-    """List every key (never a secret or a digest)."""
+def list_keys(
+    op: Operator, state: str | None, pattern: str | None, scope: str | None, as_json: bool
+) -> None:
+    """List keys (never a secret or a digest), optionally filtered."""
+    keys = op.keys
     with operator_errors():
-        records = sorted(op.keys.store.records(), key=lambda r: r.created_at)
-        rows = [describe(record, op.keys) for record in records]
+        records = sorted(keys.store.records(), key=lambda r: r.created_at)
+        records = [
+            r
+            for r in records
+            if (pattern is None or fnmatch.fnmatchcase(r.name, pattern))
+            and (scope is None or scope in r.scopes)
+        ]
+        rows = [describe(record, keys) for record in records]
+    rows = [row for row in rows if state is None or row["state"] == state]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -225,87 +367,145 @@ def list_keys(op: Operator, as_json: bool) -> None:
 @click.pass_obj
 def show(op: Operator, key_id: str, as_json: bool) -> None:
     """Show one key, and during a rotation's grace period when it was last used."""
+    keys = op.keys
     with operator_errors():
-        row = describe(op.keys.store.require(key_id), op.keys)
+        row = describe(keys.store.require(key_id), keys)
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
     for field, value in row.items():
         if value not in (None, [], {}):
-            click.echo(f"{field:<12} {', '.join(value) if isinstance(value, list) else value}")
+            shown = ", ".join(value) if isinstance(value, list) else value
+            click.echo(f"{field:<12} {shown}")
 
 
 @keys.command()
 @click.argument("key_id")
-@click.option(
-    "--grace",
-    callback=duration,
-    default="24h",
-    show_default=True,
-    help="How long the old key stays valid.",
-)
+@grace_option
 @env_file_option
 @json_option
 @click.pass_obj
 def rotate(op: Operator, key_id: str, grace: float, env_file: Path | None, as_json: bool) -> None:
     """Issue a successor (same name, scopes and limit); the old key lapses after --grace."""
-    op.env_file = env_file
-    with operator_errors():
-        token, record = op.keys.rotate(key_id, grace=grace)
-        op.publish()
+    with op.writing(env_file) as keys:
+        token, record = keys.rotate(key_id, grace=grace)
     print_token(token, record, as_json)
 
 
 @keys.command()
 @click.argument("key_id")
 @env_file_option
+@json_option
 @click.pass_obj
-def revoke(op: Operator, key_id: str, env_file: Path | None) -> None:
+def revoke(op: Operator, key_id: str, env_file: Path | None, as_json: bool) -> None:
     """Refuse a key from now on, in every worker sharing the store."""
-    op.env_file = env_file
-    with operator_errors():
-        record = op.keys.revoke(key_id)
-        op.publish()
-    click.echo(f"revoked {record.key_id} ({record.name})", err=True)
+    with op.writing(env_file) as keys:
+        record = keys.revoke(key_id)
+    row = {"id": record.key_id, "name": record.name, "revoked": when(record.revoked_at)}
+    emit(as_json, row, f"revoked {record.key_id} ({record.name})", err=True)
 
 
 @keys.command()
+@click.argument("key_id")
+@settings_options
 @click.pass_obj
-def verify(op: Operator) -> None:
+def update(
+    op: Operator,
+    key_id: str,
+    scopes: list[str] | None,
+    rate_limit: str | None,
+    metadata: dict[str, str | None],
+    env_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Change a key's scopes, rate limit or metadata without rotating it.
+
+    --scopes replaces every scope; --rate-limit default goes back to the service's
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it.
+    """
+    if scopes is None and rate_limit is None and not metadata:
+        raise click.UsageError("give --scopes, --rate-limit or --metadata")
+    with op.writing(env_file) as keys:
+        limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
+        record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
+        row = describe(record, keys)
+    emit(as_json, row, f"updated {record.key_id} ({record.name})", err=True)
+
+
+@keys.command()
+@json_option
+@click.pass_obj
+def verify(op: Operator, as_json: bool) -> None:
     """Check a token read from standard input; exit 0 if valid, 1 with the reason if not."""
     token = read_secret("token")
-    verdict = op.keys.verify(token)
+    keys = op.keys
+    verdict = keys.verify(token)
+    record = verdict.record
+    why = verdict.reason.value
+    if verdict.reason is Reason.MALFORMED and not keys.accept_imported:
+        # Not in this server's format: it may be an imported secret, which this
+        # configuration does not look up. Say so rather than "malformed".
+        imported = Keys(keys.store, keys.codec, accept_imported=True).verify(token)
+        record = imported.record
+        why = (
+            "an imported secret, and imported secrets are not accepted by this "
+            "configuration (GUARD_ACCEPT_IMPORTED_KEYS is off)"
+            if record is not None
+            else "malformed (not a token this server issued; imported secrets are not "
+            "accepted by this configuration)"
+        )
+    row = {
+        "valid": verdict.ok,
+        "reason": verdict.reason.value,
+        "id": None if record is None else record.key_id,
+        "name": None if record is None else record.name,
+    }
+    if as_json:
+        click.echo(json.dumps(row))
+        if not verdict.ok:
+            sys.exit(1)
+        return
     if not verdict.ok:
-        raise click.ClickException(f"invalid: {verdict.reason.value}")
-    assert verdict.record is not None
-    click.echo(f"valid: key {verdict.record.key_id} ({verdict.record.name})")
+        raise click.ClickException(f"invalid: {why}")
+    assert record is not None
+    click.echo(f"valid: key {record.key_id} ({record.name})")
 
 
 @keys.command("import")
 @click.option("--name", required=True, help="Who the key belongs to.")
-@click.option("--scopes", callback=scope_list, help="Comma-separated scopes.")
-@click.option("--rate-limit", callback=rate_limit, help="e.g. 100/minute.")
-@env_file_option
+@settings_options
 @click.pass_obj
 def import_(
-    op: Operator, name: str, scopes: list[str], rate_limit: str | None, env_file: Path | None
+    op: Operator,
+    name: str,
+    scopes: list[str] | None,
+    rate_limit: str | None,
+    metadata: dict[str, str | None],
+    env_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Store an existing plain secret, read from standard input, by its digest."""
-    op.env_file = env_file
     secret = read_secret("secret")
-    with operator_errors():
-        record = op.keys.import_secret(secret, name, scopes=scopes, rate_limit=rate_limit)
-        op.publish()
-    click.echo(f"imported as key {record.key_id}")
-    click.echo(
-        "the service accepts imported secrets only with GUARD_ACCEPT_IMPORTED_KEYS=true", err=True
-    )
+    with op.writing(env_file) as keys:
+        record = keys.import_secret(
+            secret,
+            name,
+            scopes=scopes or (),
+            rate_limit=None if rate_limit == "default" else rate_limit,
+            metadata={k: v for k, v in metadata.items() if v is not None},
+        )
+    emit(as_json, {"id": record.key_id, "name": record.name}, f"imported as key {record.key_id}")
+    if not keys.accept_imported:
+        click.echo(
+            "the service accepts imported secrets only with GUARD_ACCEPT_IMPORTED_KEYS=true",
+            err=True,
+        )
 
 
 @keys.command("rotate-due")
 @click.option("--max-age", callback=duration, help="Rotate keys older than this, e.g. 90d.")
 @click.option("--name", "pattern", help="Rotate keys whose name matches this glob.")
-@click.option("--grace", callback=duration, default="24h", show_default=True)
+@grace_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -327,40 +527,63 @@ def rotate_due(
 
     Safe to re-run after a crash: a rotated key is never rotated again, nor is a
     successor while its predecessor's grace period runs, and each new token is on disk
-    before its rotation is saved.
+    before its rotation is saved. A key changed meanwhile (say, revoked) is left as it is.
     """
     if max_age is None and pattern is None:
         raise click.UsageError("give --max-age, --name, or both")
-    op.env_file = env_file
-    now = op.keys.clock()
-    with operator_errors():
-        records = sorted(op.keys.store.records(), key=lambda r: r.created_at)
-        # A successor whose predecessor is still in its grace period is mid-rotation:
-        # rotating it again (say, on a re-run after a crash) would strand its clients.
-        in_flight = {
-            r.replaced_by for r in records if r.grace_until is not None and r.grace_until > now
-        }
-        due = [
-            record
-            for record in records
-            if record.replaced_by is None
-            and record.key_id not in in_flight
-            and record.refusal(now) is None
-            and (max_age is None or now - record.created_at >= max_age)
-            and (pattern is None or fnmatch.fnmatchcase(record.name, pattern))
-        ]
-        if dry_run:
-            for record in due:
-                click.echo(f"would rotate {record.key_id} ({record.name})")
-            click.echo(f"{len(due)} keys due; nothing changed (dry run)", err=True)
-            return
+    if dry_run:
+        keys = op.keys
+        with operator_errors():
+            due = due_for_rotation(keys, max_age, pattern, keys.clock())
+        for record in due:
+            click.echo(f"would rotate {record.key_id} ({record.name})")
+        click.echo(f"{plural(len(due), 'key')} due; nothing changed (dry run)", err=True)
+        return
+    rotated = 0
+    with op.writing(env_file) as keys:
+        now = keys.clock()
+        due = due_for_rotation(keys, max_age, pattern, now)
         with token_sink(output) as write:
             for record in due:
-                token, new, old = op.keys.prepare_rotation(record.key_id, grace=grace, now=now)
+                try:
+                    token, new, old = keys.prepare_rotation(record.key_id, grace=grace, now=now)
+                except KeyStateError as exc:
+                    click.echo(f"skipped {record.key_id}: {exc}", err=True)
+                    continue
                 write({"old_id": old.key_id, "id": new.key_id, "name": new.name, "token": token})
-                op.keys.store.save(new, old)
-        op.publish()
-    click.echo(f"rotated {len(due)} keys; old keys stay valid for {grace:.0f}s", err=True)
+                try:
+                    keys.save_rotation(new, old)
+                except Conflict:
+                    # Changed since it was read (revoked, say): its change wins, and the
+                    # token just written was never saved, so it authenticates nothing.
+                    click.echo(
+                        f"skipped {record.key_id}: changed during the rotation; the token "
+                        f"written for {new.key_id} was not saved",
+                        err=True,
+                    )
+                    continue
+                rotated += 1
+    click.echo(f"rotated {plural(rotated, 'key')}; old keys stay valid for {grace:.0f}s", err=True)
+
+
+def due_for_rotation(
+    keys: Keys, max_age: float | None, pattern: str | None, now: float
+) -> list[KeyRecord]:
+    records = sorted(keys.store.records(), key=lambda r: r.created_at)
+    # A successor whose predecessor is still in its grace period is mid-rotation:
+    # rotating it again (say, on a re-run after a crash) would strand its clients.
+    in_flight = {
+        r.replaced_by for r in records if r.grace_until is not None and r.grace_until > now
+    }
+    return [
+        record
+        for record in records
+        if record.replaced_by is None
+        and record.key_id not in in_flight
+        and record.refusal(now) is None
+        and (max_age is None or now - record.created_at >= max_age)
+        and (pattern is None or fnmatch.fnmatchcase(record.name, pattern))
+    ]
 
 
 @contextlib.contextmanager

@@ -11,13 +11,14 @@ import dataclasses
 import enum
 import hashlib
 import hmac
-import threading
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import stores
-from stores import KeyRecord, KeyStore, StoreUnavailable
+from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
+from stores.cache import BoundedCache
 
 from .batch import Batcher
 from .config import GuardConfig
@@ -25,8 +26,15 @@ from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 
 #: Seconds between writes of last-use times to the store, per process.
 USE_FLUSH_INTERVAL = 10.0
-#: Tokens remembered as verified, per process (see :class:`_RecentlyVerified`).
+#: Tokens remembered as verified, per process (see :meth:`Keys.verify`).
 VERIFIED_CACHE_SIZE = 4096
+#: Attempts of a lifecycle write that keeps meeting concurrent changes before giving up.
+WRITE_ATTEMPTS = 5
+#: What a Bearer token may hold (RFC 6750's b64token): an imported secret outside it
+#: could never be sent in an Authorization header.
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+T = TypeVar("T")
 
 
 class Reason(enum.Enum):
@@ -41,6 +49,9 @@ class Reason(enum.Enum):
     REVOKED = "revoked"
     ROTATED = "rotated"
     UNAVAILABLE = "store_unavailable"
+    #: The store holds a record for the key that cannot be read: refused like an
+    #: invalid key, and audited, without making the whole store unavailable.
+    INVALID_RECORD = "invalid_record"
 
 
 class Verdict(NamedTuple):
@@ -64,38 +75,10 @@ class _Remembered(NamedTuple):
     digest: str
 
 
-class _RecentlyVerified:
-    """The tokens that passed verification lately, by BLAKE2b fingerprint: the token is
-    not kept, and a fingerprint of a 256-bit random token reveals nothing about it.
-
-    Only valid tokens are added, so a flood of forged ones neither fills nor evicts it.
-    An entry is used only while the store's record still has the digest it was verified
-    against; oldest entries are dropped first.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: dict[bytes, _Remembered] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def fingerprint(token: str) -> bytes:
-        # BLAKE2b, not SHA-256: hashlib's SHA-256 goes through OpenSSL 3, whose per-call
-        # set-up measured 16 µs in a gunicorn worker, where its caches are cold.
-        return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=32).digest()
-
-    def get(self, fingerprint: bytes) -> _Remembered | None:
-        return self._entries.get(fingerprint)
-
-    def discard(self, fingerprint: bytes) -> None:
-        with self._lock:
-            self._entries.pop(fingerprint, None)
-
-    def add(self, fingerprint: bytes, record: KeyRecord) -> None:
-        with self._lock:
-            if len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            self._entries[fingerprint] = _Remembered(record.key_id, record.digest)
+def _fingerprint(token: str) -> bytes:
+    # BLAKE2b, not SHA-256: hashlib's SHA-256 goes through OpenSSL 3, whose per-call
+    # set-up measured 16 µs in a gunicorn worker, where its caches are cold.
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=32).digest()
 
 
 # Compared against when the key id is unknown, so that an unknown id, a wrong secret and
@@ -128,7 +111,11 @@ class Keys:
         self._uses: Batcher[tuple[str, float]] = Batcher(
             self._record_uses, lambda uses, error: None, interval=USE_FLUSH_INTERVAL
         )
-        self._verified = _RecentlyVerified(VERIFIED_CACHE_SIZE)
+        # Tokens that passed verification lately, by BLAKE2b fingerprint (the token is not
+        # kept, and a fingerprint of a 256-bit random token reveals nothing about it).
+        # Only valid tokens are added, so forged ones neither fill nor evict it; an entry
+        # is used only while the record still holds the digest it was verified against.
+        self._verified: BoundedCache[bytes, _Remembered] = BoundedCache(VERIFIED_CACHE_SIZE)
 
     @classmethod
     def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
@@ -147,24 +134,29 @@ class Keys:
         ``Reason.UNAVAILABLE``, which callers must treat as a refusal.
 
         A token verified recently is checked against the store's current record without
-        the signature and digest computations again (:class:`_RecentlyVerified`); the
-        record is still read and judged on every call, so revocation, expiry and
-        rotation apply at once.
+        the signature and digest computations again; the record is still read and judged
+        on every call, so revocation, expiry and rotation apply at once. A stored record
+        that cannot be read gives ``Reason.INVALID_RECORD`` for that key alone.
         """
-        fingerprint = _RecentlyVerified.fingerprint(token)
-        remembered = self._verified.get(fingerprint)
-        if remembered is not None:
+        fingerprint = _fingerprint(token)
+        cached = self._verified.get(fingerprint)
+        if cached is not None:
+            remembered = cached[0]
             try:
                 record = self.store.get(remembered.key_id)
             except StoreUnavailable:
                 return Verdict(Reason.UNAVAILABLE, key_id=remembered.key_id)
+            except InvalidRecord:
+                return Verdict(Reason.INVALID_RECORD, key_id=remembered.key_id)
             if record is not None and hmac.compare_digest(record.digest, remembered.digest):
                 return self._judge(record, now)
             # Deleted or re-digested: forget it, so later calls pay one lookup, not two.
             self._verified.discard(fingerprint)
         verdict = self._verify(token, now)
         if verdict.ok and verdict.record is not None:
-            self._verified.add(fingerprint, verdict.record)
+            self._verified.put(
+                fingerprint, _Remembered(verdict.record.key_id, verdict.record.digest)
+            )
         return verdict
 
     def _verify(self, token: str, now: float | None) -> Verdict:
@@ -178,6 +170,8 @@ class Keys:
             record = self.store.get(key_id)
         except StoreUnavailable:
             return Verdict(Reason.UNAVAILABLE, key_id=key_id)
+        except InvalidRecord:
+            return Verdict(Reason.INVALID_RECORD, key_id=key_id)
         matches = self.codec.matches(record or _NO_RECORD, secret)
         if record is None or record.imported:
             return Verdict(Reason.UNKNOWN_KEY, key_id=key_id)
@@ -189,6 +183,11 @@ class Keys:
         """Write pending last-use times, then release the store."""
         self._uses.close()
         self.store.close()
+
+    def flush_uses(self) -> None:
+        """Write the pending last-use times now (one store call), instead of at the next
+        batch: for a command or a test that reads them back at once."""
+        self._uses.flush()
 
     def note_use(self, record: KeyRecord, now: float | None = None) -> None:
         """Remember that ``record`` was used; stored in batches, off the request path."""
@@ -208,12 +207,24 @@ class Keys:
                     return self._judge(record, now)
         except StoreUnavailable:
             return Verdict(Reason.UNAVAILABLE)
+        except InvalidRecord:
+            return Verdict(Reason.INVALID_RECORD)
         return Verdict(Reason.UNKNOWN_KEY)
 
     def _judge(self, record: KeyRecord, now: float | None) -> Verdict:
         refusal = record.refusal(self.clock() if now is None else now)
         reason = Reason.VALID if refusal is None else Reason(refusal)
         return Verdict(reason, record, record.key_id)
+
+    def _retrying(self, change: Callable[[], T]) -> T:
+        """Run ``change`` (read, decide, compare-and-set) again while another writer gets
+        in between; each attempt reads afresh, so no concurrent change is lost."""
+        for _ in range(WRITE_ATTEMPTS - 1):
+            try:
+                return change()
+            except Conflict:
+                continue
+        return change()
 
     def create(
         self,
@@ -240,7 +251,9 @@ class Keys:
             rate_limit=rate_limit,
             metadata=dict(metadata or {}),
         )
-        self.store.save(record)
+        # Expecting no record under the new id: 64 random bits never collide in practice,
+        # and if they did, the existing key is left alone.
+        self.store.save(record, expected={key_id: None})
         return token, record
 
     def import_secret(
@@ -250,11 +263,20 @@ class Keys:
         *,
         scopes: Iterable[str] = (),
         rate_limit: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> KeyRecord:
-        """Store an existing plain secret by its digest, so clients keep sending it."""
-        if not 0 < len(secret) <= MAX_TOKEN_LENGTH or not secret.isprintable():
-            raise ValueError(f"a secret must be 1 to {MAX_TOKEN_LENGTH} printable characters")
+        """Store an existing plain secret by its digest, so clients keep sending it.
+
+        :raises ValueError: for a secret no client could send as a Bearer token (outside
+            RFC 6750's b64token, or longer than :data:`MAX_TOKEN_LENGTH`).
+        """
+        if len(secret) > MAX_TOKEN_LENGTH or B64TOKEN.fullmatch(secret) is None:
+            raise ValueError(
+                f"a secret must be 1 to {MAX_TOKEN_LENGTH} characters of RFC 6750's b64token "
+                "(letters, digits, - . _ ~ + /, then = padding): no other can be sent as a "
+                "Bearer token"
+            )
         digest, pepper_id = self.codec.digest(secret)
         record = KeyRecord(
             key_id=self.codec.new_key_id(),
@@ -264,9 +286,10 @@ class Keys:
             created_at=self.clock() if now is None else now,
             scopes=tuple(scopes),
             rate_limit=rate_limit,
+            metadata=dict(metadata or {}),
             imported=True,
         )
-        self.store.save(record)
+        self.store.save(record, expected={record.key_id: None})
         return record
 
     def rotate(
@@ -275,17 +298,22 @@ class Keys:
         """Issue a successor with the same name, scopes and limit; the old key stays valid
         for ``grace`` seconds, then is refused as ``rotated``.
 
-        :raises KeyStateError: if the key is revoked, expired or already rotated.
+        :raises KeyStateError: if the key is revoked, expired or already rotated (also
+            when that happened while this rotation was being prepared).
         """
-        token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
-        self.store.save(new, old)
-        return token, new
+
+        def attempt() -> tuple[str, KeyRecord]:
+            token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
+            self.save_rotation(new, old)
+            return token, new
+
+        return self._retrying(attempt)
 
     def prepare_rotation(
         self, key_id: str, *, grace: float, now: float | None = None
     ) -> tuple[str, KeyRecord, KeyRecord]:
         """``(token, successor, old record as rotated)``, not yet saved: a batch job can
-        keep the token safe before saving both records in one atomic write.
+        keep the token safe before :meth:`save_rotation` writes both records at once.
 
         :raises KeyStateError: if the key is revoked, expired or already rotated.
         """
@@ -311,10 +339,65 @@ class Keys:
         )
         return token, new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace)
 
+    def save_rotation(self, new: KeyRecord, old: KeyRecord) -> None:
+        """Write a rotation from :meth:`prepare_rotation`, only if the old key is still
+        the record it was prepared from (not revoked, changed or rotated since).
+
+        :raises stores.Conflict: if it changed; nothing is written.
+        """
+        before = dataclasses.replace(old, replaced_by=None, grace_until=None)
+        self.store.save(new, old, expected={old.key_id: before, new.key_id: None})
+
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
-        """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time)."""
-        record = self.store.require(key_id)
-        if record.revoked_at is None:
-            record = dataclasses.replace(record, revoked_at=self.clock() if now is None else now)
-            self.store.save(record)
-        return record
+        """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time).
+
+        A compare-and-set on the record as read, retried on a concurrent change, so the
+        revocation keeps every other change and no other write can undo it.
+        """
+
+        def attempt() -> KeyRecord:
+            record = self.store.require(key_id)
+            if record.revoked_at is None:
+                revoked = dataclasses.replace(
+                    record, revoked_at=self.clock() if now is None else now
+                )
+                self.store.save(revoked, expected={key_id: record})
+                return revoked
+            return record
+
+        return self._retrying(attempt)
+
+    def update(
+        self,
+        key_id: str,
+        *,
+        scopes: Iterable[str] | None = None,
+        rate_limit: str | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+    ) -> KeyRecord:
+        """Change a key's scopes, rate limit or metadata without rotating it.
+
+        :param scopes: the new scopes (all of them), or ``None`` to keep them.
+        :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
+        :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        """
+
+        def attempt() -> KeyRecord:
+            record = self.store.require(key_id)
+            merged = dict(record.metadata)
+            for field, value in (metadata or {}).items():
+                if value is None:
+                    merged.pop(field, None)
+                else:
+                    merged[field] = value
+            changed = dataclasses.replace(
+                record,
+                scopes=record.scopes if scopes is None else tuple(scopes),
+                rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
+                metadata=merged,
+            )
+            if changed != record:
+                self.store.save(changed, expected={key_id: record})
+            return changed
+
+        return self._retrying(attempt)

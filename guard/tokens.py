@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from itsdangerous import Signer
-from itsdangerous.signer import HMACAlgorithm
 
 from stores import KeyRecord
 
@@ -53,35 +52,8 @@ def _bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-class _PreparedHMAC:
-    """HMAC-SHA256 under a few fixed server keys, each keyed once: a MAC then costs a
-    copy of the keyed state (``hmac.HMAC.copy``), where ``hmac.digest`` sets the key and
-    the algorithm up again on every call (several times slower with OpenSSL 3)."""
-
-    def __init__(self) -> None:
-        self._keyed: dict[bytes, hmac.HMAC] = {}
-
-    def __call__(self, key: bytes, message: bytes) -> bytes:
-        keyed = self._keyed.get(key)
-        if keyed is None:
-            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha256)
-        mac = keyed.copy()
-        mac.update(message)
-        return mac.digest()
-
-
-_mac = _PreparedHMAC()
-
-
-class _HMACSHA256(HMACAlgorithm):
-    """itsdangerous' HMAC-SHA256 on prepared keys; its ``verify_signature`` still
-    compares in constant time."""
-
-    def __init__(self) -> None:
-        super().__init__(hashlib.sha256)
-
-    def get_signature(self, key: bytes, value: bytes) -> bytes:
-        return _mac(key, value)
+def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.digest(key, message, hashlib.sha256)
 
 
 class TokenCodec:
@@ -100,12 +72,18 @@ class TokenCodec:
     ) -> None:
         if not secret_keys or not peppers:
             raise ValueError("at least one secret key and one pepper are required")
-        # The signing keys are derived from the secrets once here, instead of by the
-        # Signer on every call; "none" then tells it to use them as given.
-        derived = [_mac(_bytes(key), SALT) for key in secret_keys]
-        self._signer = Signer(derived, key_derivation="none", algorithm=_HMACSHA256())
+        # itsdangerous' documented "hmac" derivation: the signing key is HMAC-SHA256 of
+        # the salt under the secret. (Keys' verified-token memory spares the signature
+        # check for known-good tokens, so its per-call derivation costs nothing there.)
+        self._signer = Signer(
+            [_bytes(key) for key in secret_keys],
+            salt=SALT,
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+        )
         self._peppers = {
-            _mac(_bytes(pepper), b"guard.pepper-id")[:4].hex(): _bytes(pepper) for pepper in peppers
+            _hmac_sha256(_bytes(pepper), b"guard.pepper-id")[:4].hex(): _bytes(pepper)
+            for pepper in peppers
         }
         self._pepper_id = next(reversed(self._peppers))
         self.prefix = prefix
@@ -143,14 +121,17 @@ class TokenCodec:
 
     def digest(self, secret: str) -> tuple[str, str]:
         """``(digest, pepper_id)`` of ``secret`` under the newest pepper."""
-        return _mac(self._peppers[self._pepper_id], secret.encode()).hex(), self._pepper_id
+        return _hmac_sha256(self._peppers[self._pepper_id], secret.encode()).hex(), self._pepper_id
 
     def digests(self, secret: str) -> list[str]:
         """The digest of ``secret`` under every pepper, to find an imported key."""
-        return [_mac(pepper, secret.encode()).hex() for pepper in self._peppers.values()]
+        return [_hmac_sha256(pepper, secret.encode()).hex() for pepper in self._peppers.values()]
 
     def matches(self, record: KeyRecord, secret: str) -> bool:
         """Whether ``secret`` is the one ``record`` was made from, in constant time."""
         pepper = self._peppers.get(record.pepper_id, b"")
-        expected = _mac(pepper, secret.encode()).hex()
-        return hmac.compare_digest(expected, record.digest) and bool(pepper)
+        expected = _hmac_sha256(pepper, secret.encode())
+        # Compared as bytes: a stored digest with non-ASCII text is unequal, never a
+        # TypeError (stores validate digests where they read them, too).
+        stored = record.digest.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(expected.hex().encode(), stored) and bool(pepper)

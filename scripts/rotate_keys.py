@@ -7,7 +7,9 @@ The store and secrets come from the environment (GUARD_STORE_URL, GUARD_SECRET_K
 GUARD_PEPPER), as for the service. New tokens go to --output, created with mode 0600
 and never overwritten (or to standard output as JSON lines); a summary goes to stderr.
 Safe to re-run after a crash: no key is rotated twice and every new token is on disk
-before its rotation is saved. Exit codes are those of the `guard` command.
+before its rotation is saved. Each rotation is a compare-and-set: a key revoked or
+changed while the job runs is left as it is (said on stderr). Exit codes are those of
+the `guard` command.
 """
 
 from __future__ import annotations

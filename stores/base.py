@@ -9,10 +9,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from .errors import InvalidRecord, KeyNotFound
+from .errors import Conflict, InvalidRecord, KeyNotFound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,15 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
 
 
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_digest(value: object) -> bool:
+    # Exactly what TokenCodec writes (HMAC-SHA256, lowercase hex): anything else could
+    # never match, and non-ASCII text would make hmac.compare_digest raise mid-request.
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
 def _is_time(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
@@ -122,7 +132,7 @@ def _is_metadata(value: object) -> bool:
 _CHECKS = {
     "key_id": ("id", _is_text),
     "name": ("name", _is_text),
-    "digest": ("digest", _is_text),
+    "digest": ("digest", _is_digest),
     "pepper_id": ("pepper", _is_text),
     "created_at": ("created", _is_time),
     "scopes": ("scopes", _is_texts),
@@ -153,6 +163,8 @@ class KeyStore(abc.ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     #: Whether :meth:`save` is refused at run time.
     read_only: ClassVar[bool] = False
+    #: Whether what is saved outlives the process that saved it (``memory://`` does not).
+    persistent: ClassVar[bool] = True
 
     @abc.abstractmethod
     def get(self, key_id: str) -> KeyRecord | None:
@@ -167,10 +179,17 @@ class KeyStore(abc.ABC):
         """Every record, in no particular order."""
 
     @abc.abstractmethod
-    def save(self, *records: KeyRecord) -> None:
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
         """Store ``records`` (new, or replacing same-id ones) all at once or not at all,
         so a rotation is never left half written.
 
+        :param expected: key id -> the record read before deciding the change (``None``:
+            there was no such key). The write is then a compare-and-set: if any stored
+            record differs, nothing is written. Every lifecycle operation passes it, so a
+            change made in between (a revocation during a rotation) is never overwritten.
+        :raises Conflict: if a stored record is not the expected one.
         :raises ReadOnlyStore: if the store cannot be written at run time.
         """
 
@@ -225,3 +244,16 @@ class InProcessStore(KeyStore):
 
     def records(self) -> list[KeyRecord]:
         return list(self._records.values())
+
+
+def check_expected(
+    current: Mapping[str, KeyRecord], expected: Mapping[str, KeyRecord | None] | None
+) -> None:
+    """The compare of a compare-and-set on records held in this process.
+
+    :raises Conflict: naming every key whose record is not the expected one.
+    """
+    expected = expected or {}
+    changed = [key_id for key_id, record in expected.items() if current.get(key_id) != record]
+    if changed:
+        raise Conflict(sorted(changed))

@@ -47,8 +47,25 @@ def parse_records(text: str, source: str) -> dict[str, KeyRecord]:
 
 
 def render_records(records: Sequence[KeyRecord]) -> str:
-    """The variable's value holding ``records``: the inverse of :func:`parse_records`."""
-    return json.dumps([record.to_dict() for record in records], separators=(",", ":"))
+    """The variable's value holding ``records``: the inverse of :func:`parse_records`.
+
+    The text is printable ASCII with no ``'``, no ``$`` and no ``\\`` pair (each written
+    as a JSON ``\\u`` escape), so single-quoted it reads back unchanged in a shell and in
+    python-dotenv (which expands ``${...}`` even there), whatever the names and metadata
+    hold (see :mod:`stores.envfile`).
+    """
+    text = json.dumps([record.to_dict() for record in records], separators=(",", ":"))
+    text = text.replace("'", "\\u0027").replace("$", "\\u0024")
+    return _UNSAFE_ESCAPE.sub(_unicode_escape, text)
+
+
+# A JSON escape (backslash and the next character), read left to right; of these only
+# an escaped backslash needs rewriting (python-dotenv reads \\ inside '...' as one \).
+_UNSAFE_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unicode_escape(match: re.Match[str]) -> str:
+    return "\\u005c" if match.group(1) == "\\" else match.group(0)
 
 
 class EnvStore(InProcessStore):
@@ -71,7 +88,9 @@ class EnvStore(InProcessStore):
             raise InvalidStoreURL(f"{url!r}: {name!r} is not an environment variable name")
         return name
 
-    def save(self, *records: KeyRecord) -> None:
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
         raise ReadOnlyStore(
             f"env://{self.variable} is read-only at run time: "
             f"change the {self.variable} variable and restart"

@@ -9,6 +9,7 @@ The tree, rooted in one class so callers can catch every store failure at once::
       ReadOnlyStore       a write was attempted on a store that cannot be written
       KeyNotFound         lifecycle operations on an unknown key id
       InvalidRecord       a stored or configured record cannot be parsed
+      Conflict            a compare-and-set write found other records than expected
 
 The hot path never sees :class:`KeyNotFound`: :meth:`KeyStore.get` returns ``None``.
 """
@@ -42,3 +43,13 @@ class KeyNotFound(StoreError, LookupError):
 
 class InvalidRecord(StoreError, ValueError):
     """A key record is malformed; the message names the offending entry."""
+
+
+class Conflict(StoreError):
+    """A write found the stored records changed since they were read: nothing was
+    written. Read again and decide again (a revocation is never overwritten blindly)."""
+
+    def __init__(self, key_ids: list[str]) -> None:
+        names = ", ".join(key_ids)
+        super().__init__(f"key(s) {names} changed while being updated: nothing was written")
+        self.key_ids = key_ids

@@ -1,8 +1,10 @@
-"""Build a store from a URL; the scheme picks the class, as in ``limits``."""
+"""Build a store from a URL; the scheme picks the class, as in ``limits``.
+
+Redis stores are imported only for Redis URLs, so redis-py is loaded only when used.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,11 +12,13 @@ from .base import KeyStore
 from .env import EnvStore
 from .errors import InvalidStoreURL
 from .memory import MemoryStore
-from .redis import RedisStore
 
-#: Scheme -> store class.
-SCHEMES: dict[str, Callable[..., KeyStore]] = {
-    scheme: cls for cls in (MemoryStore, EnvStore, RedisStore) for scheme in cls.schemes
+#: The schemes of :class:`~stores.RedisStore` (kept here so naming them loads no driver).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+#: Scheme -> the store class's name, for messages and documentation.
+SCHEMES: dict[str, str] = {
+    **{scheme: cls.__name__ for cls in (MemoryStore, EnvStore) for scheme in cls.schemes},
+    **dict.fromkeys(REDIS_SCHEMES, "RedisStore"),
 }
 
 
@@ -26,13 +30,14 @@ def from_url(url: str, **options: Any) -> KeyStore:
     :raises InvalidStoreURL: for an unknown scheme or an unusable URL.
     """
     scheme = urlsplit(url).scheme
-    cls = SCHEMES.get(scheme)
-    if cls is None:
+    if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in SCHEMES)
         raise InvalidStoreURL(f"unknown store URL scheme in {url!r}: use one of {known}")
-    if cls is RedisStore:
+    if scheme in REDIS_SCHEMES:
+        from .redis import RedisStore
+
         try:
             return RedisStore(url, **options)
         except ValueError as exc:  # redis-py's complaint about the URL itself
             raise InvalidStoreURL(f"{url!r}: {exc}") from None
-    return cls(url)
+    return MemoryStore(url) if scheme in MemoryStore.schemes else EnvStore(url)

@@ -12,6 +12,11 @@ Layout under ``prefix`` (default ``guard:``)::
     {prefix}last_used        sorted set: key id scored by when it was last used
     {prefix}invalidate       pub/sub channel: the ids of the records each write changed
 
+Every write is one Lua script that compares the records it was given as expected with
+the stored ones and writes only if all match (a compare-and-set), so a change made by
+another process in between, such as a revocation during a rotation, is never overwritten.
+A stored record that does not parse is :class:`~stores.InvalidRecord` for that key only.
+
 Reads go through a process-local :class:`~stores.cache.RecordCache`. A listener thread
 per process drops an entry as soon as its id is published, and while the listener is not
 subscribed (Redis down, reconnecting) the cache is bypassed, so a revocation reaches
@@ -36,7 +41,8 @@ from redis.retry import Retry
 
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
-from .errors import InvalidRecord, StoreUnavailable
+from .errors import Conflict, InvalidRecord, StoreUnavailable
+from .factory import REDIS_SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +101,38 @@ def _split_multi_host(url: str) -> tuple[str, dict[str, str], list[tuple[str, in
     return parts.scheme, auth, nodes, parts.path
 
 
+# KEYS: the id set, the imported hash, the n keys written, then the m keys compared.
+# ARGV: n, m, then (json, id, digest or "") per record written, then per compared key
+# its expected json ("" for "no such key"). Returns the positions (1..m) that differ;
+# nothing is written unless that list is empty.
+SAVE_SCRIPT = """
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local changed = {}
+for i = 1, m do
+  if (redis.call('GET', KEYS[2 + n + i]) or '') ~= ARGV[2 + 3 * n + i] then
+    table.insert(changed, i)
+  end
+end
+if #changed > 0 then
+  return changed
+end
+for i = 1, n do
+  local at = 3 + 3 * (i - 1)
+  redis.call('SET', KEYS[2 + i], ARGV[at])
+  redis.call('SADD', KEYS[1], ARGV[at + 1])
+  if ARGV[at + 2] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[at + 2], ARGV[at + 1])
+  end
+end
+return changed
+"""
+
+
+def serialize(record: KeyRecord) -> str:
+    """The stored form of ``record``; deterministic, so the compare is on the text."""
+    return json.dumps(record.to_dict())
+
+
 def cluster_prefix(prefix: str) -> str:
     """``prefix`` with a hash tag, so a Cluster keeps every key of the store in one slot
     and a rotation stays one atomic MULTI."""
@@ -104,7 +142,7 @@ def cluster_prefix(prefix: str) -> str:
 class RedisStore(KeyStore):
     """Keys in Redis, read through a process-local cache kept fresh by pub/sub."""
 
-    schemes = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+    schemes = REDIS_SCHEMES
 
     def __init__(
         self,
@@ -124,10 +162,21 @@ class RedisStore(KeyStore):
         self.prefix = cluster_prefix(prefix) if url.startswith("redis+cluster:") else prefix
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)
+        self._save = self.client.register_script(SAVE_SCRIPT)
         self._listening = threading.Event()
         self._closed = threading.Event()
         self._listener_pid: int | None = None
         self._start_lock = threading.Lock()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether this process's invalidation listener is subscribed now, so the cache
+        is in use (``False`` before first use, while reconnecting, and after close)."""
+        return (
+            self._listening.is_set()
+            and self._listener_pid == os.getpid()
+            and not self._closed.is_set()
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -165,16 +214,26 @@ class RedisStore(KeyStore):
 
     # -- writes ------------------------------------------------------------------------
 
-    def save(self, *records: KeyRecord) -> None:
-        pipe = self.client.pipeline(transaction=True)
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
+        compared = dict(expected or {})
+        keys = [
+            f"{self.prefix}ids",
+            f"{self.prefix}imported",
+            *(self._key(record.key_id) for record in records),
+            *(self._key(key_id) for key_id in compared),
+        ]
+        args: list[str | int] = [len(records), len(compared)]
         for record in records:
-            pipe.set(self._key(record.key_id), json.dumps(record.to_dict()))
-            pipe.sadd(f"{self.prefix}ids", record.key_id)
-            if record.imported:
-                pipe.hset(f"{self.prefix}imported", record.digest, record.key_id)
+            args += [serialize(record), record.key_id, record.digest if record.imported else ""]
+        args += ["" if record is None else serialize(record) for record in compared.values()]
         with translate_errors():
-            pipe.execute()
-            # After the transaction, not in it: a Cluster refuses PUBLISH in a pipeline.
+            changed = cast("list[int]", self._save(keys=keys, args=args))
+            if changed:
+                ids = list(compared)
+                raise Conflict(sorted(ids[position - 1] for position in changed))
+            # After the script, not in it: a Cluster routes PUBLISH apart from the keys.
             self.client.publish(self.channel, " ".join(r.key_id for r in records))
         for record in records:
             self.cache.discard(record.key_id)
@@ -253,5 +312,6 @@ class RedisStore(KeyStore):
         try:
             return KeyRecord.from_dict(json.loads(raw))
         except (ValueError, InvalidRecord) as exc:
-            # A record the guard cannot read must refuse the request, not crash it.
-            raise StoreUnavailable(f"redis: unreadable record for key {key_id!r}") from exc
+            # One bad record refuses its own key (the caller answers it like an invalid
+            # key), never crashes the request or makes the whole store unavailable.
+            raise InvalidRecord(f"redis: unreadable record for key {key_id!r}: {exc}") from exc

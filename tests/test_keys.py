@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 
 import pytest
 
 import guard.keys
 from guard import Keys, KeyStateError, Reason, TokenCodec
-from stores import KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
+from stores import Conflict, KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
 from tests.conftest import Clock
 
 DAY = 86_400.0
@@ -19,6 +20,11 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.lookups = 0
         self.down = False
+        self.touches: list[dict[str, float]] = []
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        self.touches.append(dict(used))
+        super().touch(used)
 
     def get(self, key_id: str) -> KeyRecord | None:
         self.lookups += 1
@@ -229,10 +235,13 @@ def test_imported_secret_survives_a_pepper_rotation(store: CountingStore) -> Non
     assert Keys(store, rotated, accept_imported=True).verify("legacy").ok
 
 
-@pytest.mark.parametrize("secret", ["", "x" * 513, "line\nbreak"])
-def test_import_refuses_unusable_secrets(keys: Keys, secret: str) -> None:
-    with pytest.raises(ValueError, match="printable"):
+@pytest.mark.parametrize(
+    "secret", ["", "x" * 513, "line\nbreak", "with space", "user@host", "wow!", "=abc", "é"]
+)
+def test_import_refuses_secrets_no_bearer_header_can_carry(keys: Keys, secret: str) -> None:
+    with pytest.raises(ValueError, match="RFC 6750"):
         keys.import_secret(secret, "bad")
+    assert keys.store.records() == []
 
 
 def test_unknown_wrong_secret_and_revoked_keys_cost_the_same_comparison(
@@ -270,7 +279,74 @@ def test_uses_are_written_in_batches_one_per_key_with_the_last_time(
         keys.note_use(alice, now=float(when))
     keys.note_use(bob, now=200.0)
     assert store.last_used(alice.key_id) is None  # nothing written on the request path
-    assert len(keys._uses._pending) == 2  # a busy key holds one entry, not one per request
-    keys._uses.flush()
+    keys.flush_uses()
+    # A busy key is one entry of one batch, not one per request.
+    assert store.touches == [{alice.key_id: 1099.0, bob.key_id: 200.0}]
     assert store.last_used(alice.key_id) == 1099.0
     assert store.last_used(bob.key_id) == 200.0
+
+
+def test_a_revocation_during_a_rotation_is_never_undone(keys: Keys) -> None:
+    token, record = keys.create("alice")
+    new_token, new, old = keys.prepare_rotation(record.key_id, grace=DAY)
+    keys.revoke(record.key_id)  # lands between the rotation's read and its write
+    with pytest.raises(Conflict):
+        keys.save_rotation(new, old)
+    assert keys.verify(token).reason is Reason.REVOKED
+    assert keys.verify(new_token).reason is Reason.UNKNOWN_KEY
+    with pytest.raises(KeyStateError, match="revoked"):
+        keys.rotate(record.key_id, grace=DAY)
+
+
+class RacingStore(MemoryStore):
+    """Lets another writer in once, just before this process's next write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_next_write: Callable[[], object] | None = None
+
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
+        other, self.before_next_write = self.before_next_write, None
+        if other is not None:
+            other()
+        super().save(*records, expected=expected)
+
+
+def test_a_revocation_keeps_a_change_made_meanwhile_and_an_update_keeps_a_revocation(
+    codec: TokenCodec, clock: Clock
+) -> None:
+    store = RacingStore()
+    keys = Keys(store, codec, clock=clock)
+    token, record = keys.create("alice", scopes=["a"])
+    store.before_next_write = lambda: keys.update(record.key_id, scopes=["b"])
+    revoked = keys.revoke(record.key_id)
+    assert revoked.scopes == ("b",) and revoked.revoked_at is not None
+    store.before_next_write = lambda: keys.revoke(record.key_id)
+    updated = keys.update(record.key_id, rate_limit="5/minute;1/day", metadata={"team": "x"})
+    assert updated.revoked_at is not None and updated.rate_limit == "5/minute;1/day"
+    assert keys.verify(token).reason is Reason.REVOKED
+
+
+def test_update_changes_scopes_limit_and_metadata_without_rotating(keys: Keys) -> None:
+    token, record = keys.create("alice", scopes=["a"], metadata={"team": "t", "old": "x"})
+    updated = keys.update(
+        record.key_id, scopes=["b", "c"], rate_limit="9/minute", metadata={"old": None, "n": "1"}
+    )
+    assert (updated.scopes, updated.rate_limit) == (("b", "c"), "9/minute")
+    assert updated.metadata == {"team": "t", "n": "1"} and updated.digest == record.digest
+    verdict = keys.verify(token)
+    assert verdict.ok and verdict.record == updated
+    assert keys.update(record.key_id, rate_limit="").rate_limit is None
+
+
+def test_a_record_with_a_malformed_digest_is_refused_not_raised(
+    codec: TokenCodec, clock: Clock
+) -> None:
+    store = MemoryStore()
+    keys = Keys(store, codec, clock=clock)
+    token, record = keys.create("alice")
+    for digest in ("é" * 64, "\udcff" * 64, "zz"):
+        store.save(dataclasses.replace(record, digest=digest))
+        assert keys.verify(token).reason is Reason.WRONG_SECRET

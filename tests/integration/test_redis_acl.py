@@ -52,7 +52,7 @@ def test_the_documented_acl_is_enough_for_every_guard_operation(redis_url: str) 
         new_token, _ = operator.rotate(record.key_id, grace=60)
         operator.revoke(record.key_id)
         assert operator.store.records()
-        api.app.extensions["guard"].keys._uses.flush()  # last-use batch: ZADD
+        api.app.extensions["guard"].keys.flush_uses()  # last-use batch: ZADD
         assert operator.store.last_used(record.key_id) is not None
         stream.flush()
         assert admin.xlen("guard:audit") == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,8 @@ import redis
 import redis.client
 
 from guard import Keys, Reason, TokenCodec
-from stores import KeyRecord, RedisStore, StoreUnavailable, from_url
+from stores import Conflict, KeyRecord, RedisStore, StoreUnavailable, from_url
+from tests.conftest import Api
 from tests.redis_server import RedisServer
 from tests.stores.contract import MakeStore, WritableStoreContract
 
@@ -135,7 +137,7 @@ def test_closing_a_store_while_its_listener_reads_leaves_no_thread_failure(
         store = from_url(redis_url, timeout=0.5)
         assert isinstance(store, RedisStore)
         [listener] = started_listeners(functools.partial(store.get, "0000000000000000"))
-        wait_until(store._listening.is_set, timeout=5)
+        wait_until(functools.partial(getattr, store, "subscribed"), timeout=5)
         store.close()
         listener.join(5)
         assert not listener.is_alive()
@@ -167,7 +169,7 @@ def test_a_listener_failure_is_logged_and_the_listener_reconnects(
     store = from_url(redis_url, timeout=0.5)
     assert isinstance(store, RedisStore)
     store.get("0000000000000000")
-    wait_until(store._listening.is_set, timeout=5)  # subscribed again after the failure
+    wait_until(lambda: store.subscribed, timeout=5)  # subscribed again after the failure
     store.close()
     assert "key invalidation listener failed; reconnecting" in caplog.text
 
@@ -191,3 +193,45 @@ def test_a_read_torn_by_close_ends_the_listener_quietly(
     listener.join(5)
     assert not listener.is_alive()
     assert "listener failed" not in caplog.text
+
+
+def test_a_stored_record_with_a_malformed_digest_is_a_401_and_audited_never_a_500(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="guard.audit")
+    api = Api(GUARD_STORE_URL=redis_url)
+    try:
+        bad, good = api.issue("bad"), api.issue("good")
+        bad_id = bad.split(".")[0].removeprefix("gk_")
+        with redis.Redis.from_url(redis_url, decode_responses=True) as raw:
+            stored = json.loads(raw.get(f"guard:key:{bad_id}") or "")
+            for digest in ("é" * 64, "not hex at all"):
+                raw.set(f"guard:key:{bad_id}", json.dumps({**stored, "digest": digest}))
+                refused = api.client.get("/orders", headers=api.bearer(bad))
+                assert refused.status_code == 401
+                assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+        assert api.client.get("/orders", headers=api.bearer(good)).status_code == 200
+        reasons = [
+            json.loads(r.getMessage())["reason"] for r in caplog.records if r.name == "guard.audit"
+        ]
+        assert (
+            reasons == ["invalid_record", "invalid_record", "ok"]
+            or reasons.count("invalid_record") == 2
+        )
+    finally:
+        api.close()
+
+
+def test_a_revocation_from_one_host_is_never_undone_by_a_rotation_on_another(
+    connect: Connect,
+) -> None:
+    codec = TokenCodec(["s" * 32], ["p" * 32])
+    rotating, revoking = Keys(connect(), codec), Keys(connect(), codec)
+    token, record = rotating.create("alice")
+    _, new, old = rotating.prepare_rotation(record.key_id, grace=3600)
+    revoking.revoke(record.key_id)
+    with pytest.raises(Conflict):
+        rotating.save_rotation(new, old)
+    for keys in (rotating, revoking, Keys(connect(), codec)):
+        assert keys.verify(token).reason is Reason.REVOKED
+    assert revoking.store.get(new.key_id) is None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from stores import KeyNotFound, KeyRecord, KeyStore, ReadOnlyStore
+from stores import Conflict, KeyNotFound, KeyRecord, KeyStore, ReadOnlyStore
 
 MakeStore = Callable[[Sequence[KeyRecord]], KeyStore]
 
@@ -88,6 +88,26 @@ class WritableStoreContract(StoreContract):
         store.save(ALICE, LEGACY)
         assert {r.key_id for r in store.records()} == {ALICE.key_id, LEGACY.key_id}
         assert store.find_digest(LEGACY.digest) == LEGACY
+
+    def test_a_write_expecting_a_changed_record_writes_nothing(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE])
+        revoked = dataclasses.replace(ALICE, revoked_at=1_850_000_000.0)
+        store.save(revoked, expected={ALICE.key_id: ALICE})
+        rotated = dataclasses.replace(ALICE, replaced_by=LEGACY.key_id, grace_until=1.9e9)
+        # Prepared from the record before the revocation: refused, the revocation stays.
+        with pytest.raises(Conflict) as info:
+            store.save(rotated, LEGACY, expected={ALICE.key_id: ALICE, LEGACY.key_id: None})
+        assert info.value.key_ids == [ALICE.key_id]
+        assert store.get(ALICE.key_id) == revoked
+        assert store.get(LEGACY.key_id) is None and store.find_digest(LEGACY.digest) is None
+
+    def test_a_write_expecting_no_record_never_overwrites_one(self, make_store: MakeStore) -> None:
+        store = make_store([ALICE])
+        with pytest.raises(Conflict):
+            store.save(dataclasses.replace(ALICE, name="mallory"), expected={ALICE.key_id: None})
+        assert store.get(ALICE.key_id) == ALICE
+        store.save(LEGACY, expected={LEGACY.key_id: None})
+        assert store.get(LEGACY.key_id) == LEGACY
 
     def test_is_not_read_only(self, make_store: MakeStore) -> None:
         assert make_store([]).read_only is False

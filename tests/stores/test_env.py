@@ -63,3 +63,11 @@ def test_bad_variable_contents_are_refused_clearly(text: str, complaint: str) ->
 def test_bad_variable_name_is_an_invalid_url() -> None:
     with pytest.raises(InvalidStoreURL):
         from_url("env://not-a-name")
+
+
+@pytest.mark.parametrize("digest", ["z" * 64, "é" * 64, "A" * 64, "a" * 65])
+def test_a_malformed_digest_stops_start_up_naming_the_variable(digest: str) -> None:
+    text = render_records([ALICE]).replace(ALICE.digest, digest)
+    with pytest.raises(InvalidRecord) as info:
+        EnvStore("env://API_KEYS", environ={"API_KEYS": text})
+    assert "API_KEYS entry 1 (id '0123456789abcdef'): field 'digest'" in str(info.value)

@@ -3,13 +3,14 @@ The same contract runs on a real redis-server in tests/integration."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import fakeredis
 import pytest
 
-from stores import KeyRecord, RedisStore, StoreUnavailable
-from tests.stores.contract import ALICE, MakeStore, WritableStoreContract
+from stores import InvalidRecord, KeyRecord, RedisStore, StoreUnavailable
+from tests.stores.contract import ALICE, LEGACY, MakeStore, WritableStoreContract
 
 
 class TestFakeRedisStore(WritableStoreContract):
@@ -23,11 +24,24 @@ class TestFakeRedisStore(WritableStoreContract):
         return make
 
 
-def test_unreadable_record_is_unavailable_not_a_crash() -> None:
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "{garbage",
+        json.dumps({**ALICE.to_dict(), "digest": "z" * 64}),
+        json.dumps({**ALICE.to_dict(), "digest": "é" * 64}),
+        json.dumps({**ALICE.to_dict(), "digest": "A" * 64}),
+        json.dumps({**ALICE.to_dict(), "digest": "a" * 63}),
+    ],
+)
+def test_an_unreadable_record_is_invalid_for_its_key_alone(stored: str) -> None:
     client = fakeredis.FakeRedis(decode_responses=True)
-    client.set(f"guard:key:{ALICE.key_id}", "{garbage")
-    with pytest.raises(StoreUnavailable, match="unreadable record"):
-        RedisStore("redis://", client=client).get(ALICE.key_id)
+    store = RedisStore("redis://", client=client)
+    store.save(LEGACY)
+    client.set(f"guard:key:{ALICE.key_id}", stored)
+    with pytest.raises(InvalidRecord, match="unreadable record for key '0123456789abcdef'"):
+        store.get(ALICE.key_id)
+    assert store.get(LEGACY.key_id) == LEGACY  # the store as a whole still answers
 
 
 def test_driver_errors_become_store_unavailable() -> None:

@@ -202,17 +202,17 @@ def _memory_fixed_window(storage: WindowCounters) -> Sender:
 
 def _redis_fixed_window(storage: limits.storage.RedisStorage) -> Sender:
     client = storage.get_connection()
-    send: Callable[[list[str], list[Any]], Callable[[], Any]]
+    run: Callable[[list[str], list[Any]], Any]
     if isinstance(client, redis.Redis):
-        send = DirectScript(client, _FIXED_WINDOW_LUA).send
+        run = DirectScript(client, _FIXED_WINDOW_LUA).run
     else:
-        # A cluster client routes by key and has no single pool: redis-py's Script,
-        # waited for at once.
-        script = client.register_script(_FIXED_WINDOW_LUA)
+        # A cluster client routes by key and has no single pool: redis-py's Script.
+        run = client.register_script(_FIXED_WINDOW_LUA)
 
-        def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
-            reply = script(keys, args)
-            return lambda: reply
+    def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
+        # Run and read at once: the reply belongs to this call alone.
+        reply = run(keys, args)
+        return lambda: reply
 
     key_for = _keys(storage.prefixed_key)
 

@@ -18,7 +18,8 @@ timeout never (the script may have run: a second run would count the hit twice).
 The connection API used is redis-py's public ``ConnectionPool.get_connection()`` (no
 arguments), ``ConnectionPool.release()``, ``Connection.pack_command()``,
 ``send_packed_command()``, ``read_response()`` and ``disconnect()``; checked against
-redis-py 5.3.0 (the declared floor: 5.2 still required a command name) and 8.1.0.
+redis-py 5.3.0 (the first whose ``get_connection()`` needs no command name), 6.3.0 (the
+declared floor, for the store's cluster transactions) and 8.1.0, the newest at the time.
 ``tests/integration/test_redis_script.py`` pins the signatures and behaviour relied on.
 """
 

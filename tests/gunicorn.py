@@ -1,4 +1,5 @@
-"""The demo API served by gunicorn in its own processes, for tests across workers."""
+"""The demo API (``scripts/demo_app.py``) served in its own processes, as operators serve
+it: gunicorn with any worker class, or ``flask run`` (werkzeug's threaded server)."""
 
 from __future__ import annotations
 
@@ -28,26 +29,17 @@ def get(url: str, token: str | None = None, timeout: float = 5) -> int:
         return error.code
 
 
-class Gunicorn:
-    """``scripts/demo_app.py`` under gunicorn with ``workers`` sync workers."""
+class Served:
+    """A server process running the demo app, started and answering /health."""
 
-    def __init__(self, workers: int, **settings: str) -> None:
-        self.port = free_port()
+    port: int  # chosen by the subclass before the command naming it is built
+
+    def __init__(self, command: list[str], workers: int, settings: dict[str, str]) -> None:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER, **settings}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(workers),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--chdir",
-                str(ROOT / "scripts"),
-                "demo_app:create_app()",
-            ],
+            command,
+            cwd=ROOT / "scripts",
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -56,7 +48,7 @@ class Gunicorn:
         while len(self.worker_pids()) < workers or not self._answers():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError("gunicorn did not start")
+                raise RuntimeError(f"{command[2]} did not start")
             time.sleep(0.1)
 
     def _answers(self) -> bool:
@@ -72,3 +64,28 @@ class Gunicorn:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(15)
+
+
+class Gunicorn(Served):
+    """The demo app under gunicorn with ``workers`` workers of ``worker_class`` (``sync``,
+    ``gthread`` with ``threads`` threads each, ``gevent``...)."""
+
+    def __init__(
+        self, workers: int, worker_class: str = "sync", threads: int = 1, **settings: str
+    ) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+        command += ["--worker-class", worker_class, "--threads", str(threads)]
+        command += ["--bind", f"127.0.0.1:{self.port}", "demo_app:create_app()"]
+        super().__init__(command, workers, settings)
+
+
+class FlaskRun(Served):
+    """The demo app under ``flask run``: werkzeug's development server, one new thread
+    per request (as ``app.run()`` too)."""
+
+    def __init__(self, **settings: str) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "flask", "--app", "demo_app:create_app()", "run"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-reload"]
+        super().__init__(command, 0, settings)

@@ -21,9 +21,12 @@ writes the audit entry.
 from __future__ import annotations
 
 import dataclasses
+import logging
+from typing import TYPE_CHECKING
 
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from stores.cache import BoundedCache
 
@@ -33,11 +36,17 @@ from .body import check_body
 from .config import GuardConfig
 from .context import STATE, RequestState
 from .cors import Cors
+from .errors import GuardUnavailable, refuse, retry_later
 from .headers import SecurityHeaders
 from .https import redirect_to_https
 from .keys import Keys
 from .ratelimit import RateLimits
 from .scopes import Policy
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+logger = logging.getLogger("guard.errors")
 
 
 @dataclasses.dataclass
@@ -65,9 +74,27 @@ class GuardState:
 
 
 def run(gs: GuardState) -> ResponseReturnValue | None:
-    """The stages, in order, for the current request."""
+    """The stages, in order, for the current request.
+
+    A stage that fails in a way nobody planned for (a driver raising something else than
+    its storage errors, say) fails closed: the request is refused with 503, and the
+    exception is logged on ``guard.errors`` with its traceback. It never becomes a 500
+    that skipped the rest of the checks unnoticed, nor a pass-through.
+    """
     environ = request.environ
     state: RequestState = environ[STATE]
+    try:
+        return _stages(gs, state, environ)
+    except HTTPException:
+        raise
+    except Exception:
+        logger.exception("guard stage failed; request %s refused with 503", state.request_id)
+        refuse(state, GuardUnavailable, "guard_error", retry_later())
+
+
+def _stages(
+    gs: GuardState, state: RequestState, environ: WSGIEnvironment
+) -> ResponseReturnValue | None:
     redirect = redirect_to_https(request, environ, gs.config.force_https)
     if redirect is not None:
         state.reason = "https_redirect"

@@ -250,3 +250,25 @@ def test_a_request_sent_to_https_or_a_preflight_does_not_count_against_the_key()
     answered = api.client.get("/orders", base_url="https://localhost", headers=api.bearer(token))
     assert answered.status_code == 200
     assert answered.headers["RateLimit"].startswith('"key";r=0;')
+
+
+class BrokenStorage(limits.storage.MemoryStorage):
+    """A limiter backend that fails in a way no one planned for."""
+
+    STORAGE_SCHEME = ["broken"]  # noqa: RUF012 - limits reads it as a list
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        raise TypeError("get_connection() missing 1 required positional argument")
+
+
+def test_an_unexpected_failure_in_a_stage_fails_closed_with_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Seen with redis-py 5.2: a TypeError from the limiter was a 500, not a 503.
+    api = Api(GUARD_RATELIMIT_STORAGE_URL="broken://")
+    response = api.client.get("/orders", headers=api.bearer(api.issue()))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json is not None and response.json["error"] == "unavailable"
+    failures = [r for r in caplog.records if r.name == "guard.errors"]
+    assert len(failures) == 1 and failures[0].exc_info is not None

@@ -28,6 +28,7 @@ from stores import KeyRecord
 from stores.redis import client_from_url
 
 from . import audit, policy
+from . import metrics as guard_metrics
 from .audit_stream import RedisStreamHandler
 from .auth import MalformedCredentials, MissingCredentials, bearer_token
 from .config import GuardConfig
@@ -46,9 +47,11 @@ from .errors import (
 )
 from .headers import SecurityHeaders
 from .keys import Keys, Reason, Verdict
+from .logs import current_request_id
 from .middleware import STATE, GuardMiddleware
 from .policy import Policy, View
 from .ratelimit import LimiterUnavailable, RateLimits, parse_limit
+from .report import Report
 from .state import RequestState
 from .throttle import FailureThrottle
 
@@ -109,9 +112,21 @@ class Guard:
             challenge=f'Bearer realm="{config.realm}"',
         )
         app.extensions["guard"] = state
+        # Metrics (GUARD_METRICS): the store and the limiter's storage calls timed, and
+        # one endpoint; the per-request count and signals are in the Report.
+        metrics = guard_metrics.from_config(config)
+        if metrics is not None:
+            state.keys.store = metrics.timed_store(state.keys.store)
+            state.limits.observe(metrics.timed_sender)
+            view = metrics.make_view()
+            if config.metrics_public:
+                view = policy.update(view, exempt=True)
+            else:
+                view = policy.update(view, scopes=(guard_metrics.SCOPE,))
+            app.add_url_rule(config.metrics_path, "guard_metrics", view, methods=["GET"])
         prepare = functools.partial(_prepare, state)
         wsgi_app: WSGIApplication = GuardMiddleware(
-            app.wsgi_app, state.headers, state.cors, prepare
+            app.wsgi_app, state.headers, state.cors, prepare, Report(app, metrics)
         )
         if config.trusted_proxies:
             # Outside the guard, so every stage sees the forwarded address and scheme.
@@ -156,6 +171,12 @@ class Guard:
         """The key that authenticated the current request (``None`` on exempt views)."""
         state: RequestState | None = request.environ.get(STATE)
         return None if state is None else state.key
+
+    @property
+    def request_id(self) -> str | None:
+        """The current request's id, as in its audit entry and ``X-Request-ID`` (``None``
+        outside a request). For log records, see :class:`guard.RequestIdFilter`."""
+        return current_request_id()
 
     @property
     def keys(self) -> Keys:

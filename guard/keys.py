@@ -19,6 +19,7 @@ from typing import NamedTuple
 import stores
 from stores import KeyRecord, KeyStore, StoreUnavailable
 
+from . import signals
 from .batch import Batcher
 from .config import GuardConfig
 from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
@@ -279,6 +280,7 @@ class Keys:
         """
         token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
         self.store.save(new, old)
+        signals.key_rotated.send(self, key=new, replaced=old)
         return token, new
 
     def prepare_rotation(
@@ -317,4 +319,5 @@ class Keys:
         if record.revoked_at is None:
             record = dataclasses.replace(record, revoked_at=self.clock() if now is None else now)
             self.store.save(record)
+            signals.key_revoked.send(self, key=record)
         return record

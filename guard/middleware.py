@@ -25,16 +25,25 @@ STATE = "guard.state"
 
 #: Work done on the raw request before the app sees it.
 Prepare = Callable[["WSGIEnvironment", RequestState], None]
+#: Work done once the request is over, after its audit entry (metrics, signals), with
+#: the status the client got.
+Report = Callable[[RequestState, "WSGIEnvironment", int], None]
 
 
 class GuardMiddleware:
     def __init__(
-        self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors, prepare: Prepare
+        self,
+        app: WSGIApplication,
+        headers: SecurityHeaders,
+        cors: Cors,
+        prepare: Prepare,
+        report: Report | None = None,
     ) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
         self.prepare = prepare
+        self.report = report
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -55,11 +64,12 @@ class GuardMiddleware:
         self._finish(state, environ, state.status or 500)
         return body
 
-    @staticmethod
-    def _finish(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+    def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
         if state.pending is not None:
             state.pending.settle()  # a hit sent for a view that never read it
         audit.emit(state, environ, status)
+        if self.report is not None:
+            self.report(state, environ, status)
 
     def _add_headers(
         self, state: RequestState, environ: WSGIEnvironment, headers: list[tuple[str, str]]

@@ -96,6 +96,14 @@ class RateLimits:
         self.fail_open = config.ratelimit_fail_open
         self._send = self._sender()
 
+    def observe(self, wrap: Callable[[Sender], Sender]) -> None:
+        """Put ``wrap`` around every storage call (the metrics time and count them).
+
+        The one place the limiter is instrumented: a key's hit and a failed attempt both
+        go through ``_send``, on every storage and strategy.
+        """
+        self._send = wrap(self._send)
+
     def send_key_hit(self, record: KeyRecord) -> PendingHit:
         """Count one request for ``record``, under its own limit or the default.
 

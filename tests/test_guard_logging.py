@@ -92,7 +92,7 @@ def test_python_json_logger_puts_every_field_at_the_top_level(api: Api) -> None:
     token = api.issue("alice")
     response = api.client.get("/orders", headers=api.bearer(token, **{"User-Agent": "cli/1.0"}))
     [entry] = [line for line in lines(stream) if line["levelname"] == "INFO"]
-    assert FIELDS <= set(entry)
+    assert set(entry) >= FIELDS
     assert entry["request_id"] == response.headers["X-Request-ID"]
     assert (entry["status"], entry["outcome"], entry["reason"]) == (200, "allowed", "valid")
     assert (entry["key_name"], entry["user_agent"]) == ("alice", "cli/1.0")
@@ -112,7 +112,7 @@ def test_structlog_processor_formatter_puts_every_field_at_the_top_level(api: Ap
     stream = configure(formatter)
     api.client.get("/orders", headers=api.bearer("gk_forged.token"))
     [entry] = [line for line in lines(stream) if "outcome" in line]
-    assert FIELDS <= set(entry)
+    assert set(entry) >= FIELDS
     assert (entry["status"], entry["outcome"], entry["reason"]) == (401, "denied", "malformed")
     assert entry["level"] == "info"
 
@@ -167,10 +167,15 @@ def test_dictconfig_never_silences_the_trail(order: str) -> None:
     assert len(notices) == 1 and "'guard.audit'" in notices[0] and "disabled" in notices[0]
     assert len(entries) == 3
     # Configured again: disabled again, and said again, once.
-    configure({"format": "%(levelname)s %(name)s %(message)s"})
+    again = configure({"format": "%(levelname)s %(name)s %(message)s"})
     client.get("/health")
     client.get("/health")
-    assert "".join(logging.getLogger().handlers[0].stream.getvalue()).count("WARNING") == 1  # type: ignore[attr-defined]
+    output = again.getvalue().splitlines()
+    assert [line.split()[:2] for line in output] == [
+        ["WARNING", "guard.audit"],
+        ["INFO", "guard.audit"],
+        ["INFO", "guard.audit"],
+    ]
 
 
 def test_naming_the_trail_in_dictconfig_keeps_it_without_a_notice(api: Api) -> None:

@@ -134,7 +134,7 @@ def test_an_apps_own_records_carry_the_audit_entrys_request_id() -> None:
     @app.get("/checkout")
     @guard.exempt
     def checkout() -> dict[str, Any]:
-        logging.getLogger("shop").info("checkout started")
+        logging.getLogger("checkout").info("checkout started")
         return {"request_id": guard.request_id}
 
     response = app.test_client().get("/checkout")
@@ -142,7 +142,7 @@ def test_an_apps_own_records_carry_the_audit_entrys_request_id() -> None:
     assert own["message"] == "checkout started" and audit["name"] == "guard.audit"
     assert own["request_id"] == audit["request_id"] == response.headers["X-Request-ID"]
     assert response.json == {"request_id": audit["request_id"]}
-    logging.getLogger("shop").info("outside any request")
+    logging.getLogger("checkout").info("outside any request")
     assert lines(stream)[-1]["request_id"] == "-"
     assert guard.request_id is None
 

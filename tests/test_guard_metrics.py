@@ -3,12 +3,19 @@ with a key that has the scope ``metrics:read``."""
 
 from __future__ import annotations
 
+import re
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from guard import ConfigurationError
+from stores import RedisStore
 from tests.conftest import Api
 from tests.redis_server import RedisServer
 
@@ -148,3 +155,53 @@ def test_store_and_limiter_failures_are_counted(redis_url: str, redis_server: Re
     assert requests_total(store_metrics)[("denied", "store_unavailable")] == 1
     assert limiter_metrics[("guard_limiter_errors_total", frozenset({("kind", "key")}))] == 1
     assert requests_total(limiter_metrics)[("denied", "limiter_unavailable")] == 1
+
+
+def test_the_deployment_guides_gunicorn_hooks_reset_and_clean_the_metrics_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    metrics_section = guide[guide.index("## Metrics") :]
+    config = re.search(r"```python\n(.*?)```", metrics_section, re.S)
+    assert config is not None
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    hooks: dict[str, Any] = {}
+    exec(compile(config.group(1), "deployment.md", "exec"), hooks)  # noqa: S102 - the guide's code
+    hooks["on_starting"](None)
+    assert list(metrics_dir.iterdir()) == []
+    (metrics_dir / "gauge_livemin_4242.db").write_bytes(b"")
+    hooks["child_exit"](None, SimpleNamespace(pid=4242))
+    assert list(metrics_dir.iterdir()) == []
+
+
+@pytest.mark.redis
+def test_the_invalidation_listener_is_a_gauge_that_drops_with_redis(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    if not isinstance(getattr(RedisStore, "subscribed", None), property):
+        pytest.skip("RedisStore.subscribed (a public property) has not landed on this branch")
+    api = Api(GUARD_STORE_URL=redis_url, GUARD_METRICS=True, GUARD_METRICS_PUBLIC=True)
+    gauge = ("guard_invalidation_subscribed", frozenset())
+    try:
+        api.client.get("/orders", headers=api.bearer(api.issue()))  # starts the listener
+        assert wait_for(lambda: scrape(api)[gauge] == 1)
+        redis_server.stop()
+        try:
+            assert wait_for(lambda: scrape(api)[gauge] == 0)
+        finally:
+            redis_server.start()
+    finally:
+        api.close()
+
+
+def wait_for(condition: Callable[[], bool], polls: int = 200) -> bool:
+    """Whether ``condition`` became true within ``polls`` polls (a background thread's
+    state: a bounded number of looks, no assertion on how long it took)."""
+    for _ in range(polls):
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -10,6 +10,7 @@
 - ``peer_redis``: the same with keys in a Redis hash and Flask-Limiter on Redis.
 - ``guard`` / ``guard_redis``: this project, every feature on (HTTPS redirection, HSTS,
   CORS, per-key and failed-attempt limits, scopes, audit line), memory or Redis.
+- ``guard_metrics``: ``guard`` with Prometheus metrics on (``GUARD_METRICS``).
 
 Each factory returns the app and the request headers that authenticate to it.
 """
@@ -145,9 +146,10 @@ def peer_redis(redis_url: str) -> tuple[Flask, Headers]:
     return _peer(redis_url)
 
 
-def _guard(redis_url: str | None) -> tuple[Flask, Headers]:
+def _guard(redis_url: str | None, metrics: bool = False) -> tuple[Flask, Headers]:
     app = Flask("guard_redis" if redis_url else "guard")
     app.config.update(
+        GUARD_METRICS=metrics,
         GUARD_SECRET_KEY=SECRET_KEY,
         GUARD_PEPPER=PEPPER,
         GUARD_CORS_ORIGINS=ORIGIN,
@@ -181,6 +183,10 @@ def guard_redis(redis_url: str) -> tuple[Flask, Headers]:
     return _guard(redis_url)
 
 
+def guard_metrics(redis_url: str) -> tuple[Flask, Headers]:
+    return _guard(None, metrics=True)
+
+
 #: Name -> factory, in the order the table prints them.
 APPS: dict[str, Factory] = {
     "bare": bare,
@@ -189,4 +195,5 @@ APPS: dict[str, Factory] = {
     "peer_redis": peer_redis,
     "guard": guard,
     "guard_redis": guard_redis,
+    "guard_metrics": guard_metrics,
 }

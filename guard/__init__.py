@@ -17,4 +17,5 @@ from .keys import Keys as Keys
 from .keys import KeyStateError as KeyStateError
 from .keys import Reason as Reason
 from .keys import Verdict as Verdict
+from .logs import RequestIdFilter as RequestIdFilter
 from .tokens import TokenCodec as TokenCodec

@@ -1,19 +1,30 @@
-"""One structured JSON entry per request, on the ``guard.audit`` logger.
+"""One structured audit entry per request, on the ``guard.audit`` logger.
 
-Route it with ordinary logging handlers. An entry never holds the token or any part of
-the secret; every string goes through the escaper ``json.dumps`` uses (ASCII only), so
-CR, LF, quotes and other control characters in a path, user agent or request id are
-escaped and cannot start a second line or forge a field. Long values are cut short.
+Route it with ordinary logging handlers. Each field of the entry (``ts``, ``request_id``,
+``method``, ``path``, ``status``, ``outcome``, ``reason``, ``key_id``, ``key_name``,
+``client``, ``user_agent``, ``latency_ms``) is an attribute of the ``LogRecord``, so a JSON
+formatter (python-json-logger, structlog's ``ProcessorFormatter``) puts them at the top
+level of its own object; the record's message is the same entry as one line of compact
+JSON, for handlers with no formatter of their own.
+
+An entry never holds the token, its secret or a digest of it. The line is written by
+``json`` (ASCII only), so CR, LF, quotes and other control characters in a path, user
+agent or request id are escaped and cannot start a second line or forge a field. Long
+values are cut short.
+
+The trail never vanishes silently: ``logging.config.dictConfig`` disables every logger
+that exists when it runs unless told otherwise (``disable_existing_loggers``), and this
+one exists from ``import guard`` on. When the guard finds it disabled it enables it again
+and says so, once, in a WARNING record on the logger itself.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
-import os
 import threading
 import time
-from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 from .context import RequestState
@@ -27,38 +38,61 @@ logger.addHandler(logging.NullHandler())
 #: Longest string (path, user agent, ...) kept in an entry, in characters.
 MAX_VALUE_LENGTH = 512
 
+#: The entry's fields, in the order the line writes them.
+FIELDS = (
+    "ts",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "outcome",
+    "reason",
+    "key_id",
+    "key_name",
+    "client",
+    "user_agent",
+    "latency_ms",
+)
 
-def line(state: RequestState, environ: WSGIEnvironment, status: int, now: float) -> str:
-    """The audit entry for a request finished at ``now``: one line of JSON, ASCII only."""
+# Compact, ASCII-only: one line, whatever the values hold.
+_encoder = json.JSONEncoder(separators=(",", ":"))
+
+
+def outcome(state: RequestState, status: int) -> tuple[str, str]:
+    """The request's ``(outcome, reason)``: the guard's own, or ``error`` when it was
+    allowed and the app answered 5xx. The audit entry, the metrics and the signals all
+    take it from here."""
+    if status >= 500 and state.outcome == "allowed":
+        return "error", state.error or "server_error"
+    return state.outcome, state.reason
+
+
+def entry(state: RequestState, environ: WSGIEnvironment, status: int, now: float) -> dict[str, Any]:
+    """The audit entry of a request finished at ``now`` (seconds since the epoch)."""
     key = state.key
-    outcome, reason = state.outcome, state.reason
-    if status >= 500 and outcome == "allowed":
-        outcome, reason = "error", state.error or "server_error"
-    # Joined by hand: a dict through json.dumps costs more than the rest of the entry.
-    # Every string goes through json's own escaper, so the line is what json.dumps writes.
-    return (
-        f'{{"ts":"{_timestamp(now)}","request_id":{_string(state.request_id)},'
-        f'"method":{_string(environ.get("REQUEST_METHOD"))},'
-        f'"path":{_string(_text(environ.get("PATH_INFO", "")))},"status":{status:d},'
-        f'"outcome":{_string(outcome)},"reason":{_string(reason)},'
-        f'"key_id":{_string(key.key_id if key is not None else state.key_id)},'
-        f'"key_name":{_string(key.name if key is not None else None)},'
-        f'"client":{_string(environ.get("REMOTE_ADDR"))},'
-        f'"user_agent":{_string(environ.get("HTTP_USER_AGENT"))},'
-        f'"latency_ms":{(time.perf_counter() - state.started) * 1000:.3f}}}'
-    )
+    result, reason = outcome(state, status)
+    return {
+        "ts": timestamp(now),
+        "request_id": _cut(state.request_id),
+        "method": _cut(environ.get("REQUEST_METHOD")),
+        "path": _cut(_text(environ.get("PATH_INFO", ""))),
+        "status": status,
+        "outcome": result,
+        "reason": _cut(reason),
+        "key_id": _cut(key.key_id if key is not None else state.key_id),
+        "key_name": _cut(key.name if key is not None else None),
+        "client": _cut(environ.get("REMOTE_ADDR")),
+        "user_agent": _cut(environ.get("HTTP_USER_AGENT")),
+        "latency_ms": round((time.perf_counter() - state.started) * 1000, 3),
+    }
 
 
-def _string(value: str | None) -> str:
-    """``value`` as a JSON string (``null`` for None), cut short if long."""
-    if value is None:
-        return "null"
-    if len(value) > MAX_VALUE_LENGTH:
-        value = value[:MAX_VALUE_LENGTH] + "…"
-    return _quote(value)
+def line(fields: dict[str, Any]) -> str:
+    """``fields`` as one line of compact JSON, ASCII only: what ``json.dumps`` writes."""
+    return _encoder.encode(fields)
 
 
-def _timestamp(now: float) -> str:
+def timestamp(now: float) -> str:
     """``now`` in ISO 8601, UTC, to the millisecond (as ``datetime.isoformat`` writes it)."""
     second = int(now)
     return f"{_utc_second(second)}.{int((now - second) * 1000):03d}+00:00"
@@ -66,8 +100,14 @@ def _timestamp(now: float) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _utc_second(second: int) -> str:
-    # Formatting a datetime costs more than the rest of the entry: once per second.
+    # Formatting a datetime costs more than the rest of the timestamp: once per second.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def _cut(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_VALUE_LENGTH:
+        return value[:MAX_VALUE_LENGTH] + "…"
+    return value
 
 
 def _text(wsgi_value: str) -> str:
@@ -77,46 +117,38 @@ def _text(wsgi_value: str) -> str:
 
 def emit(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
     """Log the entry for this request."""
+    if logger.disabled:
+        keep_enabled(logger)
     if logger.isEnabledFor(logging.INFO):
-        now = time.time()
-        logger.handle(_records.make(line(state, environ, status, now), now))
-
-
-class _Records:
-    """The audit logger's records, as ``logger.makeRecord`` builds them, made faster.
-
-    A ``LogRecord`` derives on every call what is the same for every entry a thread
-    logs: the source file and module names, the level name, the thread and process
-    (``logger.info`` would even walk the stack for the caller). Here they come from one
-    record per thread made the ordinary way, and each entry copies them and sets its own
-    message and time. Where an application installed its own record factory
-    (``logging.setLogRecordFactory``), the factory makes every record.
-    """
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
-        self._local = threading.local()
-
-    def make(self, message: str, now: float) -> logging.LogRecord:
-        if logging.getLogRecordFactory() is not logging.LogRecord:
-            return self._ordinary(message)
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
-            local.template, local.pid = vars(self._ordinary("")), os.getpid()
-        template: dict[str, Any] = local.template
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        fields = vars(record)
-        fields.update(template)
-        fields["msg"] = message
-        fields["created"] = now
-        fields["msecs"] = int((now - int(now)) * 1000) + 0.0
-        fields["relativeCreated"] = template["relativeCreated"] + (now - template["created"]) * 1000
-        return record
-
-    def _ordinary(self, message: str) -> logging.LogRecord:
-        return self._logger.makeRecord(
-            self._logger.name, logging.INFO, __file__, 0, message, (), None
+        fields = entry(state, environ, status, time.time())
+        # makeRecord + handle: logging's public API, without logger.info's walk up the
+        # stack for a caller that is always this function.
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, line(fields), (), None, extra=fields
         )
+        logger.handle(record)
 
 
-_records = _Records(logger)
+_reenabling = threading.Lock()
+
+
+def keep_enabled(trail: logging.Logger) -> None:
+    """Enable ``trail`` again if logging configuration disabled it, and say so once.
+
+    A security trail must never vanish silently. ``dictConfig``'s default
+    ``disable_existing_loggers=True`` disables it as a side effect, not by intent (an app
+    that wants fewer entries sets the logger's level or handlers, which are respected).
+    The notice goes on ``trail`` itself, at WARNING, so it lands where the entries do.
+    """
+    with _reenabling:  # two threads that both saw it disabled: one notice
+        if not trail.disabled:
+            return
+        trail.disabled = False
+    trail.warning(
+        "logger %r was disabled by the logging configuration (dictConfig's "
+        "disable_existing_loggers); the guard enabled it again so the audit trail is not "
+        "lost. Name %r under 'loggers' in the configuration, or set "
+        "disable_existing_loggers=False, to silence this notice",
+        trail.name,
+        trail.name,
+    )

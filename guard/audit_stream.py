@@ -5,7 +5,8 @@ in the process and sent in one pipelined ``XADD`` batch per interval, never on t
 request's own round trip. If Redis cannot take a batch, its entries are written to the
 local log instead (logger ``guard.unsent_audit``, level WARNING, so Python's last-resort
 handler prints them even where logging is not configured), with a line saying why:
-none is lost.
+none is lost, also where a ``dictConfig`` disabled that logger (it is enabled again, as
+``guard.audit`` is).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .audit import keep_enabled
 from .batch import Batcher
 
 unsent = logging.getLogger("guard.unsent_audit")
@@ -46,6 +48,8 @@ class RedisStreamHandler(logging.Handler):
         pipe.execute()
 
     def _keep_locally(self, entries: list[str], error: BaseException | None) -> None:
+        if unsent.disabled:
+            keep_enabled(unsent)
         cause = f"{type(error).__name__}: {error}" if error else "too many entries queued"
         unsent.warning(
             "audit stream %s unavailable (%s): %d entries written here instead",

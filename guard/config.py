@@ -81,6 +81,13 @@ class GuardConfig:
     audit_stream_url: str = ""
     audit_stream_key: str = "guard:audit"
     audit_stream_maxlen: int = 100_000
+    #: Prometheus metrics (needs the ``metrics`` extra), served at ``metrics_path``.
+    metrics: bool = False
+    metrics_path: str = "/metrics"
+    #: Serve the metrics to anyone; otherwise a key with the scope ``metrics:read``.
+    metrics_public: bool = False
+    #: Label ``guard_requests_total`` with ``key_id`` too (one series per key).
+    metrics_key_label: bool = False
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = True) -> GuardConfig:
@@ -162,6 +169,8 @@ class GuardConfig:
         for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        if not self.metrics_path.startswith("/"):
+            raise ConfigurationError("GUARD_METRICS_PATH must be a path starting with '/'")
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
             raise ConfigurationError(
                 "GUARD_STORE_TIMEOUT must be positive and GUARD_STORE_CACHE_TTL not negative"

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from stores import KeyRecord
 
 from . import audit, pipeline, scopes
+from . import metrics as guard_metrics
 from .audit_stream import RedisStreamHandler
 from .auth import Authenticator
 from .config import GuardConfig
@@ -42,9 +43,11 @@ from .errors import (
 )
 from .headers import SecurityHeaders
 from .keys import Keys
+from .logs import current_request_id
 from .middleware import GuardMiddleware
 from .pipeline import GuardState
 from .ratelimit import RateLimits, parse_limits
+from .report import Report
 from .throttle import FailureThrottle
 
 if TYPE_CHECKING:
@@ -81,7 +84,21 @@ class Guard:
             )
         state = _build(config)
         app.extensions["guard"] = state
-        wsgi_app: WSGIApplication = GuardMiddleware(app.wsgi_app, state.headers, state.cors)
+        # Metrics (GUARD_METRICS): the store and the limiter's storage calls timed, and
+        # one endpoint; the per-request count and signals are in the Report.
+        metrics = guard_metrics.from_config(config)
+        if metrics is not None:
+            state.keys.store = metrics.timed_store(state.keys.store)
+            state.limits.observe(metrics.timed_hit)
+            view = metrics.make_view()
+            if config.metrics_public:
+                view = self.exempt(view)
+            else:
+                view = self.require(guard_metrics.SCOPE)(view)
+            app.add_url_rule(config.metrics_path, "guard_metrics", view, methods=["GET"])
+        wsgi_app: WSGIApplication = GuardMiddleware(
+            app.wsgi_app, state.headers, state.cors, Report(app, metrics)
+        )
         if config.trusted_proxies:
             # Outside the guard, so every stage sees the forwarded address and scheme.
             hops = config.trusted_proxies
@@ -157,6 +174,12 @@ class Guard:
         """The key that authenticated the current request (``None`` on exempt views)."""
         state = current()
         return None if state is None else state.key
+
+    @property
+    def request_id(self) -> str | None:
+        """The current request's id, as in its audit entry and ``X-Request-ID`` (``None``
+        outside a request). For log records, see :class:`guard.RequestIdFilter`."""
+        return current_request_id()
 
     @property
     def keys(self) -> Keys:

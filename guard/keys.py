@@ -20,6 +20,7 @@ import stores
 from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
 from stores.cache import BoundedCache
 
+from . import signals
 from .batch import Batcher
 from .config import GuardConfig
 from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
@@ -347,6 +348,7 @@ class Keys:
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
         self.store.save(new, old, expected={old.key_id: before, new.key_id: None})
+        signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
         """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time).
@@ -362,6 +364,7 @@ class Keys:
                     record, revoked_at=self.clock() if now is None else now
                 )
                 self.store.save(revoked, expected={key_id: record})
+                signals.key_revoked.send(self, key=revoked)
                 return revoked
             return record
 

@@ -10,7 +10,7 @@ that escapes the app.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import audit
@@ -22,12 +22,19 @@ from .ratelimit import headers as ratelimit_headers
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+#: Work done once the request is over, after its audit entry (metrics, signals), with
+#: the status the client got.
+Report = Callable[[RequestState, "WSGIEnvironment", int], None]
+
 
 class GuardMiddleware:
-    def __init__(self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors) -> None:
+    def __init__(
+        self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors, report: Report
+    ) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
+        self.report = report
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -42,10 +49,14 @@ class GuardMiddleware:
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
             state.error = type(exc).__name__
-            audit.emit(state, environ, 500)
+            self._finish(state, environ, 500)
             raise
-        audit.emit(state, environ, state.status or 500)
+        self._finish(state, environ, state.status or 500)
         return body
+
+    def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+        audit.emit(state, environ, status)
+        self.report(state, environ, status)
 
     def _add_headers(
         self, state: RequestState, environ: WSGIEnvironment, headers: list[tuple[str, str]]

@@ -86,6 +86,9 @@ def parse_limits(text: str) -> Items:
     return items
 
 
+#: Counts one hit for ``identifier`` under each ``(name, item)``: the windows, in order.
+#: The first name says which counter it is (``key`` or ``failed-auth``).
+Hit = Callable[[tuple[str, ...], Items, str], tuple[Window, ...]]
 #: What one hit counts: ``(policy name, item, storage key)`` for each limit.
 Plan = tuple[tuple[str, RateLimitItem, str], ...]
 #: Counts one hit on each limit of a plan: ``[(count, seconds left)]``, in order.
@@ -127,6 +130,13 @@ class RateLimits:
         self.failures = parse_limits(failures)[0]
         self.fail_open = fail_open
         self._count = self._counter()
+        self._hit: Hit = self._hit_storage
+
+    def observe(self, wrap: Callable[[Hit], Hit]) -> None:
+        """Put ``wrap`` around every storage call (the metrics time and count them): a
+        key's hit and a failed attempt both go through it, on every storage and strategy.
+        """
+        self._hit = wrap(self._hit)
 
     def hit_key(self, record: KeyRecord) -> tuple[Window, ...]:
         """Count one request for ``record`` under each of its limits (or the default's).
@@ -164,8 +174,10 @@ class RateLimits:
             return None
         return window if window.remaining == 0 else None
 
-    def _hit(self, names: Sequence[str], items: Items, identifier: str) -> tuple[Window, ...]:
-        plan = _plan(self.storage, tuple(names), items, identifier)
+    def _hit_storage(
+        self, names: tuple[str, ...], items: Items, identifier: str
+    ) -> tuple[Window, ...]:
+        plan = _plan(self.storage, names, items, identifier)
         if self._count is None:
             return tuple(self._generic(name, item, identifier) for name, item, _ in plan)
         answers = self._count(plan)

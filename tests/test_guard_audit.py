@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
+import os
+import threading
 from typing import Any
 
 import pytest
@@ -90,7 +93,8 @@ def test_no_token_or_secret_ever_reaches_the_audit_trail(
     api.client.get("/orders", headers=api.bearer(token + "x"))
     api.client.get(f"/orders?token={token[:-1]}", headers=api.bearer(token[:-1]))
     secret = token.split(".")[1]
-    assert all(secret not in r.getMessage() for r in caplog.records)
+    # Neither in the line nor in any attribute a JSON formatter would write.
+    assert all(secret not in json.dumps(vars(r), default=str) for r in caplog.records)
     assert len(entries.all()) == 3
 
 
@@ -122,19 +126,23 @@ def test_sane_request_ids_are_kept_and_echoed(api: Api, entries: Any) -> None:
 
 
 def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
+    state = RequestState("req-1")
     for now in (0.0, 1_800_000_000.9999, 1_800_000_059.0405):
         expected = datetime.datetime.fromtimestamp(now, datetime.UTC)
-        assert audit._timestamp(now) == expected.isoformat(timespec="milliseconds")
+        fields = audit.entry(state, {}, 200, now)
+        assert fields["ts"] == expected.isoformat(timespec="milliseconds")
 
 
 @given(agent=st.text(), method=st.sampled_from(["GET", "PATCH"]), status=st.integers(100, 599))
 def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, status: int) -> None:
     state = RequestState("req-1", outcome="denied", reason="revoked", key_id="00ff")
     environ = {"REQUEST_METHOD": method, "PATH_INFO": '/a"b\\c', "HTTP_USER_AGENT": agent}
-    line = audit.line(state, environ, status, 0.0)
-    fields = json.loads(line)
+    fields = audit.entry(state, environ, status, 0.0)
+    line = audit.line(fields)
     cut = agent if len(agent) <= audit.MAX_VALUE_LENGTH else agent[: audit.MAX_VALUE_LENGTH] + "…"
-    assert {k: v for k, v in fields.items() if k not in ("ts", "latency_ms")} == {
+    parsed = json.loads(line)
+    assert {k: v for k, v in parsed.items() if k != "latency_ms"} == {
+        "ts": "1970-01-01T00:00:00.000+00:00",
         "request_id": "req-1",
         "method": method,
         "path": '/a"b\\c',
@@ -146,34 +154,60 @@ def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, st
         "client": None,
         "user_agent": cut,
     }
-    head, _, latency = line.rpartition(',"latency_ms":')
-    del fields["latency_ms"]  # written to 3 places where json.dumps would write repr()
-    assert head + "}" == json.dumps(fields, separators=(",", ":"))
-    assert float(latency[:-1]) >= 0
+    assert line == json.dumps(parsed, separators=(",", ":"))
+    assert line.isascii() and "\n" not in line
+    assert parsed["latency_ms"] >= 0
 
 
-def test_records_carry_what_logging_would_put_in_them() -> None:
-    ordinary = audit.logger.makeRecord(
-        "guard.audit", logging.INFO, audit.__file__, 0, "entry", (), None
+def test_every_field_is_an_attribute_of_the_record_and_the_message_is_its_json(
+    api: Api, entries: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = api.issue("alice")
+    api.client.get("/orders", headers=api.bearer(token, **{"User-Agent": "cli/1.0"}))
+    api.client.get("/orders", headers=api.bearer(token[:-1]))
+    records = [r for r in caplog.records if r.name == "guard.audit"]
+    assert len(records) == 2
+    for record in records:
+        fields = {name: getattr(record, name) for name in audit.FIELDS}
+        assert record.getMessage() == json.dumps(fields, separators=(",", ":"))
+        assert (record.levelname, record.args) == ("INFO", ())
+    assert records[0].key_name == "alice" and records[1].reason == "malformed"  # type: ignore[attr-defined]
+
+
+def test_audit_records_format_like_any_other_record(api: Api, entries: Any) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(name)s %(module)s %(filename)s %(threadName)s %(process)d "
+            "%(request_id)s %(status)s %(message)s"
+        )
     )
-    fast = audit._records.make("entry", ordinary.created)
-    assert type(fast) is logging.LogRecord
-    assert vars(fast) == vars(ordinary) | {"relativeCreated": fast.relativeCreated}
-    assert abs(fast.relativeCreated - ordinary.relativeCreated) < 1e-3
-    rich = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(module)s %(filename)s:%(lineno)d "
-        "%(funcName)s %(threadName)s %(process)d %(processName)s %(message)s"
+    audit.logger.addHandler(handler)
+    try:
+        response = api.client.get("/health")
+    finally:
+        audit.logger.removeHandler(handler)
+    request_id = response.headers["X-Request-ID"]
+    head, _, message = stream.getvalue().strip().partition(" {")
+    assert head == (
+        f"INFO guard.audit audit audit.py {threading.current_thread().name} {os.getpid()} "
+        f"{request_id} 200"
     )
-    assert rich.format(fast) == rich.format(ordinary)
+    assert json.loads("{" + message)["request_id"] == request_id
 
 
-def test_an_applications_record_factory_makes_every_audit_record() -> None:
+def test_an_applications_record_factory_makes_every_audit_record(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     class Tagged(logging.LogRecord):
         tenant = "blue"
 
+    caplog.set_level(logging.INFO, logger="guard.audit")
     logging.setLogRecordFactory(Tagged)
     try:
-        record = audit._records.make("entry", 0.0)
+        api.client.get("/health")
     finally:
         logging.setLogRecordFactory(logging.LogRecord)
-    assert isinstance(record, Tagged) and record.getMessage() == "entry"
+    [record] = [r for r in caplog.records if r.name == "guard.audit"]
+    assert isinstance(record, Tagged) and json.loads(record.getMessage())["status"] == 200

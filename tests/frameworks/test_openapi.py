@@ -96,6 +96,7 @@ class OrderIn(APIFlaskSchema):
 def apiflask_app(**openapi: Any) -> tuple[APIFlask, Guard]:
     app = APIFlask("shop")
     app.config.update(LOCAL_CONFIG)
+    app.config["OPENAPI_VERSION"] = "3.1.0"  # the default only from APIFlask 3
     guard = Guard(app)
 
     @app.get("/orders/<int:order_id>")

@@ -55,12 +55,16 @@ def test_the_stream_is_capped(
     assert 100 <= client.xlen("guard:audit") <= 200
 
 
+@pytest.mark.parametrize("disabled", [False, True], ids=["enabled", "disabled by dictConfig"])
 def test_entries_go_to_the_local_log_when_redis_is_down(
     streamed_api: tuple[Api, RedisStreamHandler, redis.Redis],  # type: ignore[type-arg]
     redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
+    disabled: bool,
 ) -> None:
     api, handler, _ = streamed_api
+    # What dictConfig's default disable_existing_loggers does to a logger that exists.
+    logging.getLogger("guard.unsent_audit").disabled = disabled
     api.client.get("/health", headers={"X-Request-ID": "kept-1"})
     api.client.get("/health", headers={"X-Request-ID": "kept-2"})
     redis_server.stop()
@@ -70,5 +74,9 @@ def test_entries_go_to_the_local_log_when_redis_is_down(
     finally:
         redis_server.start()
     lines = [r.getMessage() for r in caplog.records if r.name == "guard.unsent_audit"]
+    if disabled:  # enabled again, and said so first
+        notice = lines.pop(0)
+        assert "'guard.unsent_audit' was disabled" in notice
     assert "unavailable" in lines[0] and "2 entries written here instead" in lines[0]
     assert [json.loads(line)["request_id"] for line in lines[1:]] == ["kept-1", "kept-2"]
+    assert not logging.getLogger("guard.unsent_audit").disabled

@@ -1,0 +1,263 @@
+"""Prometheus metrics on ``prometheus_client`` (``pip install flask-api-guard[metrics]``),
+switched on by ``GUARD_METRICS=true``:
+
+- ``guard_requests_total{outcome, reason}``: one per request, the outcome and reason of
+  its audit entry (plus ``key_id`` with ``GUARD_METRICS_KEY_LABEL=true``; off by default,
+  so the number of series stays bounded by the guard's own reasons);
+- ``guard_store_seconds`` / ``guard_store_errors_total``: key lookups in the store
+  (cache hits included) and the calls that failed;
+- ``guard_limiter_seconds`` / ``guard_limiter_errors_total{kind}``: the limiter's storage
+  calls, ``kind`` being the counter hit (``key``: a key's rate limit, ``failed-auth``: a
+  client's failed attempts);
+- ``guard_invalidation_subscribed``: 1 while the worker's Redis invalidation listener is
+  subscribed, 0 otherwise (revocations may then be late); only for stores that have one.
+
+They are served at ``GUARD_METRICS_PATH`` to keys with the scope ``metrics:read`` (or to
+anyone with ``GUARD_METRICS_PUBLIC=true``). Under gunicorn, with
+``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiprocess mode sums every
+worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import limits.errors
+from flask import Response, request
+
+import stores
+from stores import KeyRecord, KeyStore
+
+from .config import GuardConfig
+from .context import RequestState
+from .errors import ConfigurationError
+from .ratelimit import Hit, Items, Window
+
+if TYPE_CHECKING:
+    import prometheus_client
+
+#: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
+SCOPE = "metrics:read"
+#: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def from_config(config: GuardConfig) -> Metrics | None:
+    """The metrics ``config`` asks for, or ``None`` when they are off.
+
+    :raises ConfigurationError: when they are on and prometheus_client is not installed
+        (never silently off).
+    """
+    if not config.metrics:
+        return None
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ConfigurationError(
+            "GUARD_METRICS=true needs prometheus_client: pip install 'flask-api-guard[metrics]'"
+        ) from None
+    return Metrics(prometheus_client, key_label=config.metrics_key_label)
+
+
+class Metrics:
+    """The guard's metrics for one app, in a registry of their own (never the global
+    one, so two apps in a process do not collide)."""
+
+    def __init__(self, prometheus: ModuleType, *, key_label: bool = False) -> None:
+        self._prometheus = prometheus
+        self.registry = prometheus.CollectorRegistry()
+        # prometheus_client's own switch, read when it is imported: every value then
+        # lives in a file per worker, and a scrape sums the files.
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.key_label = key_label
+        labels = ("outcome", "reason", "key_id") if key_label else ("outcome", "reason")
+        self.requests = prometheus.Counter(
+            "guard_requests",
+            "Requests the guard finished, by the outcome and reason of their audit entry.",
+            labels,
+            registry=self.registry,
+        )
+        self.store_seconds = prometheus.Histogram(
+            "guard_store_seconds",
+            "Key lookups in the credential store (cache hits included), in seconds.",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.store_errors = prometheus.Counter(
+            "guard_store_errors",
+            "Credential store calls that failed (the request was refused with 503).",
+            registry=self.registry,
+        )
+        self.limiter_seconds = prometheus.Histogram(
+            "guard_limiter_seconds",
+            "Rate-limit storage calls (sending a hit and reading its answer), in seconds.",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.limiter_errors = prometheus.Counter(
+            "guard_limiter_errors",
+            "Rate-limit storage calls that failed, by counter (key, failed-auth).",
+            ("kind",),
+            registry=self.registry,
+        )
+        # labels() validates and locks on every call (1.6 µs of its 2.4); it gives the
+        # same child for the same values every time, so it is remembered, bounded.
+        self._requests = functools.lru_cache(maxsize=4096)(self.requests.labels)
+        self.subscribed: prometheus_client.Gauge | None = None
+        self._store: KeyStore | None = None
+        self._was_subscribed: bool | None = None
+
+    # -- per request -------------------------------------------------------------------
+
+    def count(self, state: RequestState, outcome: str, reason: str) -> None:
+        """Count one finished request (``outcome`` and ``reason`` as in its audit entry)."""
+        if self.key_label:
+            key = state.key
+            key_id = key.key_id if key is not None else state.key_id
+            self._requests(outcome, reason, key_id or "").inc()
+        else:
+            self._requests(outcome, reason).inc()
+        if self.subscribed is not None:
+            self._note_subscription()
+
+    # -- the store ---------------------------------------------------------------------
+
+    def timed_store(self, store: KeyStore) -> KeyStore:
+        """``store``, with its lookups timed and its failures counted."""
+        self._store = store
+        if _subscribed(store) is not None:
+            self.subscribed = self._prometheus.Gauge(
+                "guard_invalidation_subscribed",
+                "1 while this worker's Redis invalidation listener is subscribed, else 0: "
+                "revocations may be late while it is 0.",
+                registry=self.registry,
+                # Across workers, the lowest: 0 as soon as one worker is not subscribed.
+                multiprocess_mode="livemin",
+            )
+            self._note_subscription()
+        return TimedStore(store, self)
+
+    def _note_subscription(self) -> None:
+        # Set on change only: in multiprocess mode every set writes the worker's file.
+        value = bool(_subscribed(self._store))
+        if value is not self._was_subscribed and self.subscribed is not None:
+            self.subscribed.set(1 if value else 0)
+            self._was_subscribed = value
+
+    # -- the limiter -------------------------------------------------------------------
+
+    def timed_hit(self, hit: Hit) -> Hit:
+        """``hit`` (the limiter's storage call), timed, its failures counted by the
+        counter it was for (``key`` or ``failed-auth``)."""
+        observe = self.limiter_seconds.observe
+        errors = self.limiter_errors
+
+        def timed(names: tuple[str, ...], items: Items, identifier: str) -> tuple[Window, ...]:
+            started = time.perf_counter()
+            try:
+                return hit(names, items, identifier)
+            except limits.errors.StorageError:
+                errors.labels(names[0]).inc()
+                raise
+            finally:
+                observe(time.perf_counter() - started)
+
+        return timed
+
+    # -- the endpoint ------------------------------------------------------------------
+
+    def make_view(self) -> Callable[[], Response]:
+        """A view function serving :meth:`exposition` (a function of its own, for the
+        guard's view policy to be set on)."""
+
+        def guard_metrics() -> Response:
+            return self.exposition()
+
+        return guard_metrics
+
+    def exposition(self) -> Response:
+        """The metrics in the format the scraper asks for (Prometheus text or
+        OpenMetrics), summed over every worker in multiprocess mode."""
+        if self.subscribed is not None:
+            self._note_subscription()
+        registry = self.registry
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = self._prometheus.CollectorRegistry()
+            # prometheus_client leaves the collector's __init__ unannotated.
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        encoder, content_type = self._prometheus.exposition.choose_encoder(
+            request.headers.get("Accept")
+        )
+        return Response(encoder(registry), content_type=content_type)
+
+
+def _subscribed(store: KeyStore | None) -> bool | None:
+    # RedisStore.subscribed (a public bool property); other stores have no listener.
+    value = getattr(store, "subscribed", None)
+    return value if isinstance(value, bool) else None
+
+
+class TimedStore(KeyStore):
+    """A store in front of another: the same answers, with lookups timed and failures
+    (``StoreUnavailable``) counted in :class:`Metrics`."""
+
+    def __init__(self, store: KeyStore, metrics: Metrics) -> None:
+        self.store = store
+        self._observe = metrics.store_seconds.observe
+        self._errors = metrics.store_errors
+
+    @property
+    def subscribed(self) -> bool | None:
+        """The wrapped store's ``subscribed``, where it has one."""
+        return _subscribed(self.store)
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        started = time.perf_counter()
+        try:
+            return self.store.get(key_id)
+        except stores.StoreUnavailable:
+            self._errors.inc()
+            raise
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    def find_digest(self, digest: str) -> KeyRecord | None:
+        started = time.perf_counter()
+        try:
+            return self.store.find_digest(digest)
+        except stores.StoreUnavailable:
+            self._errors.inc()
+            raise
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    def records(self) -> list[KeyRecord]:
+        return self.store.records()
+
+    def save(
+        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
+    ) -> None:
+        self.store.save(*records, expected=expected)
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        try:
+            self.store.touch(used)
+        except stores.StoreUnavailable:
+            self._errors.inc()
+            raise
+
+    def last_used(self, key_id: str) -> float | None:
+        return self.store.last_used(key_id)
+
+    def check(self) -> None:
+        self.store.check()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,73 @@
+"""Metrics under gunicorn: two workers on one Redis, counted in prometheus_client's
+multiprocess mode, and summed in every scrape whichever worker answers it."""
+
+from __future__ import annotations
+
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from guard import Keys, TokenCodec
+from stores import RedisStore
+from tests.conftest import PEPPER, SECRET
+from tests.gunicorn import Gunicorn, get
+
+pytestmark = pytest.mark.redis
+
+
+def requests_total(url: str, token: str) -> dict[tuple[str, str], float]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.labels["outcome"], sample.labels["reason"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "guard_requests_total"
+    }
+
+
+def test_counts_are_summed_across_workers(redis_url: str, tmp_path: Path) -> None:
+    server = Gunicorn(
+        2,
+        GUARD_STORE_URL=redis_url,
+        GUARD_RATELIMIT_STORAGE_URL=redis_url,
+        GUARD_METRICS="true",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
+    keys = Keys(RedisStore(redis_url), TokenCodec([SECRET], [PEPPER]))
+    try:
+        token, _ = keys.create("alice", scopes=["orders:read"], rate_limit="3/minute")
+        scraper, _ = keys.create("prometheus", scopes=["metrics:read"])
+        # Sent at once, so both workers take some: 3 allowed, one over the limit, one
+        # forged token.
+        tokens = [token] * 4 + [token[:-2] + "xx"]
+        with ThreadPoolExecutor(len(tokens)) as pool:
+            statuses = sorted(pool.map(lambda t: get(f"{server.url}/orders", t), tokens))
+        assert statuses == [200, 200, 200, 401, 429]
+        # Each worker keeps its own file; the scrape, served by either, sums them. Until
+        # both have counted something, more health checks (exempt, counted apart).
+        for _ in range(50):
+            workers = {path.name for path in tmp_path.glob("counter_*.db")}
+            if len(workers) == 2:
+                break
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda _: get(f"{server.url}/health"), range(4)))
+        assert len(workers) == 2
+        counted = requests_total(f"{server.url}/metrics", scraper)
+        assert counted[("allowed", "valid")] == 3
+        assert counted[("denied", "rate_limited")] == 1
+        assert counted[("denied", "malformed")] == 1
+        # The start-up health checks, exempt, are counted apart.
+        assert set(counted) - {("allowed", "exempt")} == {
+            ("allowed", "valid"),
+            ("denied", "rate_limited"),
+            ("denied", "malformed"),
+        }
+        assert get(f"{server.url}/metrics") == 401
+    finally:
+        server.stop()
+        keys.close()

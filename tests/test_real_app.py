@@ -4,12 +4,14 @@ init_app; in-process with the test client and under werkzeug's threaded server."
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from pythonjsonlogger.json import JsonFormatter
 
 from tests.conftest import LOCAL_CONFIG, Api
 from tests.realapp import create_app, guard
@@ -85,3 +87,26 @@ def test_the_app_under_werkzeugs_threaded_server(app: Flask) -> None:
         assert "insufficient_scope" in response.headers["WWW-Authenticate"]
         response, _ = fetch(connection, "GET", "/ops/health")
         assert response.status == 200
+
+
+def test_the_audit_trail_reaches_the_apps_json_logs_after_dictconfig(app: Flask) -> None:
+    # The app's dictConfig (disable_existing_loggers by default) disabled guard.audit,
+    # which exists from `import guard` on: entries must still arrive, announced once.
+    (handler,) = [  # the one the app configured (pytest adds its own)
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)
+    ]
+    assert isinstance(handler, logging.StreamHandler)
+    written = io.StringIO()
+    handler.setStream(written)
+    client = app.test_client()
+    client.get("/catalog/items")
+    client.get("/catalog/items", headers=token(app, "catalog:read"))
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    audit = [line for line in lines if line["name"] == "guard.audit" and "outcome" in line]
+    notices = [line for line in lines if line["name"] == "guard.audit" and "outcome" not in line]
+    assert [(a["status"], a["outcome"], a["reason"]) for a in audit] == [
+        (401, "denied", "no_credentials"),
+        (200, "allowed", "valid"),
+    ]
+    assert audit[1]["key_name"] == "client" and audit[1]["path"] == "/catalog/items"
+    assert len(notices) == 1 and notices[0]["levelname"] == "WARNING"

@@ -1,0 +1,63 @@
+"""The README's "Measuring" commands run as written (tiny sizes: no timing is judged)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.redis_server import require_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(module: str, *arguments: str) -> str:
+    require_binary("redis-server")
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
+    pytest.importorskip("flask_httpauth")
+    table = bench("run", "--rounds", "1", "--calls", "20").splitlines()
+    assert table[0].split() == [
+        "app",
+        "µs/req",
+        "x",
+        "bare",
+        "x",
+        "floor",
+        "round",
+        "trips",
+        "commands",
+    ]
+    rows = {line.split()[0]: line.split() for line in table[1:-1]}
+    assert set(rows) >= {"bare", "floor", "peer", "peer_redis", "guard", "guard_redis"}
+    assert rows["guard_redis"][4] == "1.00"  # one round trip per authenticated request
+    assert rows["guard"][4] == "0.00"
+
+
+def test_bench_verify_and_timing_run() -> None:
+    assert "memory" in bench("verify", "--calls", "50")
+    assert bench("timing", "--calls", "50", "--rounds", "2")
+
+
+def test_bench_http_runs_under_gunicorn_and_wrk() -> None:
+    if shutil.which("wrk") is None and not os.environ.get("CI"):
+        pytest.skip("wrk is not installed (scripts/test installs it)")
+    pytest.importorskip("flask_httpauth")
+    table = bench("http", "--rounds", "1", "--duration", "1", "--only", "bare,guard")
+    assert table.splitlines()[0].split()[:2] == ["app", "req/s"]

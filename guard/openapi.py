@@ -32,14 +32,22 @@ from flask import Flask, current_app, has_app_context
 
 from . import errors, scopes
 from .errors import ConfigurationError, RequestRejected
+from .headers import DOCS_CSP
 from .scopes import Policy
 
 if TYPE_CHECKING:
     from .extension import Guard
 
+__all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
+
 #: Names under ``components``; prefixed so they cannot collide with the app's own.
 SCHEME = "GuardBearer"
 ERROR_SCHEMA = "GuardError"
+
+#: The framework endpoints that serve the OpenAPI document itself (APIFlask's
+#: ``openapi.spec``, flask-smorest's ``api-docs.openapi_json``): JSON, kept under the
+#: API's ``default-src 'none'``.
+_DOCUMENT_ENDPOINTS = frozenset({"spec", "openapi_json"})
 
 #: HTTP methods a path item may hold (its other keys are parameters, summaries...).
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
@@ -136,13 +144,17 @@ def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bo
             "guard.openapi() takes an APIFlask app, a flask-smorest Api (after init_app) "
             f"or an apispec APISpec, not {type(target).__name__}"
         )
-    if exempt_docs:
-        for endpoint in docs:
-            # A new wrapper for this registration (a bound method, for flask-smorest).
-            app.view_functions[endpoint] = guard.exempt(app.view_functions[endpoint])
-        state = app.extensions.get("guard")
-        if state is not None:
-            state.policies.clear()  # a policy looked up before this call is stale now
+    for endpoint in docs:
+        # A new wrapper for this registration (a bound method, for flask-smorest).
+        view = app.view_functions[endpoint]
+        if endpoint.rpartition(".")[2] not in _DOCUMENT_ENDPOINTS:
+            view = guard.headers(csp=DOCS_CSP)(view)  # an HTML page: let it run
+        if exempt_docs:
+            view = guard.exempt(view)
+        app.view_functions[endpoint] = view
+    state = app.extensions.get("guard")
+    if state is not None:
+        state.policies.clear()  # a policy looked up before this call is stale now
 
 
 def _app(app: Flask | None) -> Flask:

@@ -23,23 +23,6 @@ from flask_talisman import Talisman
 #: For JSON: nothing may load, frame or embed a response.
 CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
-#: For an API's HTML documentation pages (Swagger UI, ReDoc): scripts, styles and images
-#: from the app itself, calls to the app only, never framed. Inline scripts and styles
-#: are allowed because the pages' bootstrap scripts are templates rendered per app and
-#: per request (see :mod:`guard.openapi`); given with ``@guard.headers(csp=DOCS_CSP)``
-#: to those pages only, never to the API.
-DOCS_CSP = (
-    "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; "
-    "connect-src 'self'; "
-    "worker-src blob:; "
-    "base-uri 'none'; "
-    "form-action 'none'; "
-    "frame-ancestors 'none'"
-)
-
 
 class Headers(NamedTuple):
     """Headers ready to append to a WSGI header list, with their lowercased names."""

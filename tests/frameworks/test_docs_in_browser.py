@@ -178,13 +178,14 @@ def test_swagger_ui_call_without_authorizing_is_refused(
 def test_smorest_swagger_ui_renders_its_operations(browser: Browser, serve: Any) -> None:
     from flask_swagger_ui import get_swaggerui_blueprint
 
-    from guard.headers import DOCS_CSP
+    from guard.docs_csp import DOCS_CSP, pin_inline_scripts
 
     app, _, guard = smorest_app()
     # flask-smorest's page loads its assets from OPENAPI_SWAGGER_UI_URL, /swagger-ui/.
     assets = get_swaggerui_blueprint("/swagger-ui", "/openapi.json")
     guard.exempt(assets)
     guard.headers(csp=DOCS_CSP)(assets)
+    assets.after_request(pin_inline_scripts)
     app.register_blueprint(assets)
     base = serve(app)
     watched = Watched(browser, base)

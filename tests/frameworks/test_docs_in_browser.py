@@ -9,20 +9,20 @@ missing; a failure in CI (``CI`` set), where scripts/test installs both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from tests.frameworks.test_openapi import smorest_app
 from tests.frameworks.test_readme_examples import readme_files
 from tests.redis_server import require_binary
+from tests.servers import served
 
 try:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
@@ -59,21 +59,15 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Any]:
+def serve() -> Iterator[Callable[[Flask], str]]:
     """``serve(app)``: the app's base URL on werkzeug's threaded server on loopback."""
-    servers = []
+    with contextlib.ExitStack() as stack:
 
-    def start(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
+        def start(app: Flask) -> str:
+            connection = stack.enter_context(served(app))
+            return f"http://{connection.host}:{connection.port}"
 
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        thread.join()
+        yield start
 
 
 class Watched:
@@ -122,7 +116,7 @@ def docs_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flask:
 
 
 def test_swagger_ui_renders_and_authorize_calls_the_api_with_200(
-    browser: Browser, serve: Any, docs_app: Flask, guard_token: Any
+    browser: Browser, serve: Callable[[Flask], str], docs_app: Flask, guard_token: Any
 ) -> None:
     base = serve(docs_app)
     token = guard_token(docs_app, "orders:read")
@@ -156,7 +150,7 @@ def test_swagger_ui_renders_and_authorize_calls_the_api_with_200(
 
 
 def test_swagger_ui_call_without_authorizing_is_refused(
-    browser: Browser, serve: Any, docs_app: Flask
+    browser: Browser, serve: Callable[[Flask], str], docs_app: Flask
 ) -> None:
     base = serve(docs_app)
     watched = Watched(browser, base)
@@ -175,7 +169,9 @@ def test_swagger_ui_call_without_authorizing_is_refused(
     assert watched.refused == ["401 /orders/7"]
 
 
-def test_smorest_swagger_ui_renders_its_operations(browser: Browser, serve: Any) -> None:
+def test_smorest_swagger_ui_renders_its_operations(
+    browser: Browser, serve: Callable[[Flask], str]
+) -> None:
     from flask_swagger_ui import get_swaggerui_blueprint
 
     from guard.docs_csp import DOCS_CSP, pin_inline_scripts

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask_swagger_ui import get_swaggerui_blueprint
 
+from guard.docs_csp import DOCS_CSP, pin_inline_scripts
 from tests.frameworks.test_openapi import smorest_app
 from tests.frameworks.test_readme_examples import readme_files
 from tests.redis_server import require_binary
@@ -169,13 +171,21 @@ def test_swagger_ui_call_without_authorizing_is_refused(
     assert watched.refused == ["401 /orders/7"]
 
 
+def test_flask_swagger_ui_own_page_runs_under_the_pinned_policy(
+    browser: Browser, serve: Callable[[Flask], str], docs_app: Flask
+) -> None:
+    # The README's blueprint page: guard.headers(csp=DOCS_CSP) and pin_inline_scripts.
+    base = serve(docs_app)
+    watched = Watched(browser, base)
+    watched.page.goto(f"{base}/swagger-ui/")
+    expect(watched.page.locator(".opblock-get", has_text="/orders/{order_id}")).to_be_visible()
+    assert watched.problems == []
+    assert watched.refused == []
+
+
 def test_smorest_swagger_ui_renders_its_operations(
     browser: Browser, serve: Callable[[Flask], str]
 ) -> None:
-    from flask_swagger_ui import get_swaggerui_blueprint
-
-    from guard.docs_csp import DOCS_CSP, pin_inline_scripts
-
     app, _, guard = smorest_app()
     # flask-smorest's page loads its assets from OPENAPI_SWAGGER_UI_URL, /swagger-ui/.
     assets = get_swaggerui_blueprint("/swagger-ui", "/openapi.json")

@@ -17,29 +17,41 @@ Flask endpoint the path and method route to and documents what the guard does th
 An operation whose path matches no endpoint is documented as protected, as the guard
 treats a request that matches no view: the document never promises open access that the
 guard would refuse. The documentation pages the framework registers are exempted (no key
-needed to read them) unless ``exempt_docs=False``.
+needed to read them) unless ``exempt_docs=False``; its HTML pages (not the JSON document,
+which keeps the API's ``default-src 'none'``) are sent under
+:data:`guard.docs_csp.DOCS_CSP`, narrowed on each page to the hashes of its own inline
+scripts (see :mod:`guard.docs_csp` for why hashes are computed per response).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from apispec import APISpec, BasePlugin
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Response, current_app, has_app_context, make_response
 
 from . import errors, scopes
+from .docs_csp import DOCS_CSP, pin_inline_scripts
 from .errors import ConfigurationError, RequestRejected
 from .scopes import Policy
 
 if TYPE_CHECKING:
     from .extension import Guard
 
+__all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
+
 #: Names under ``components``; prefixed so they cannot collide with the app's own.
 SCHEME = "GuardBearer"
 ERROR_SCHEMA = "GuardError"
+
+#: The framework endpoints that serve the OpenAPI document itself (APIFlask's
+#: ``openapi.spec``, flask-smorest's ``api-docs.openapi_json``): JSON, kept under the
+#: API's ``default-src 'none'``.
+_DOCUMENT_ENDPOINTS = frozenset({"spec", "openapi_json"})
 
 #: HTTP methods a path item may hold (its other keys are parameters, summaries...).
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
@@ -136,13 +148,26 @@ def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bo
             "guard.openapi() takes an APIFlask app, a flask-smorest Api (after init_app) "
             f"or an apispec APISpec, not {type(target).__name__}"
         )
-    if exempt_docs:
-        for endpoint in docs:
-            # A new wrapper for this registration (a bound method, for flask-smorest).
-            app.view_functions[endpoint] = guard.exempt(app.view_functions[endpoint])
-        state = app.extensions.get("guard")
-        if state is not None:
-            state.policies.clear()  # a policy looked up before this call is stale now
+    for endpoint in docs:
+        # A new wrapper for this registration (a bound method, for flask-smorest).
+        view = app.view_functions[endpoint]
+        if endpoint.rpartition(".")[2] not in _DOCUMENT_ENDPOINTS:
+            # An HTML page: let it run, with its own inline scripts only.
+            view = guard.headers(csp=DOCS_CSP)(_pinned(view))
+        if exempt_docs:
+            view = guard.exempt(view)
+        app.view_functions[endpoint] = view
+    state = app.extensions.get("guard")
+    if state is not None:
+        state.policies.clear()  # a policy looked up before this call is stale now
+
+
+def _pinned(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def page(*args: Any, **kwargs: Any) -> Response:
+        return pin_inline_scripts(make_response(view(*args, **kwargs)))
+
+    return page
 
 
 def _app(app: Flask | None) -> Flask:

@@ -179,3 +179,24 @@ def test_the_readme_openapi_examples_work_as_written(
     assert doc["paths"]["/orders/{order_id}"]["get"]["security"] == [scopes]
     assert client.get("/docs").status_code == 200
     assert client.get("/orders/1").status_code == 401
+
+
+def test_the_readme_docs_example_serves_swagger_ui_from_the_app(
+    openapi_examples: dict[str, Path],
+) -> None:
+    # In a browser: tests/frameworks/test_docs_in_browser.py drives this same app.
+    app = runpy.run_path(str(openapi_examples["docs_app.py"]))["app"]
+    client = app.test_client()
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert b"/swagger-ui/swagger-ui-bundle.js" in page.data  # no CDN
+    script_src = page.headers["Content-Security-Policy"].split("script-src ")[1].split(";")[0]
+    assert script_src.startswith("'self' 'sha256-")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        with client.get(f"/swagger-ui/{asset}") as served_file:  # a file: close it
+            assert served_file.status_code == 200, asset
+    own_page = client.get("/swagger-ui/").headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in own_page.split("style-src")[0]
+    api = client.get("/orders/1")
+    assert api.status_code == 401
+    assert api.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"

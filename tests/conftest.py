@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -129,3 +130,23 @@ class Api:
 @pytest.fixture
 def api() -> Api:
     return Api()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """dictConfig changes the process's logging: put back what it replaced."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {
+        name: (logger.disabled, logger.level, logger.handlers[:], logger.propagate)
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            disabled, level, handlers, propagate = loggers.get(name, (False, 0, [], True))
+            logger.disabled, logger.handlers[:], logger.propagate = disabled, handlers, propagate
+            logger.setLevel(level)

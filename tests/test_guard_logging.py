@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import logging.config
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,23 +34,8 @@ FIELDS = {
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """dictConfig changes the process's logging: put back what it replaced."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    loggers = {
-        name: (logger.disabled, logger.level, logger.handlers[:], logger.propagate)
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger):
-            disabled, level, handlers, propagate = loggers.get(name, (False, 0, [], True))
-            logger.disabled, logger.handlers[:], logger.propagate = disabled, handlers, propagate
-            logger.setLevel(level)
+def _restored(restore_logging: None) -> None:
+    """Every test here configures logging: the shared fixture puts it back."""
 
 
 def configure(formatter: dict[str, Any], **config: Any) -> io.StringIO:

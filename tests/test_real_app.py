@@ -19,22 +19,11 @@ from tests.servers import fetch, served
 
 
 @pytest.fixture
-def app() -> Iterator[Flask]:
-    # The app configures logging for the whole process: put it back for other tests.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    loggers = [
-        logger
-        for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)
-    ]
-    disabled = {logger: logger.disabled for logger in loggers}
+def app(restore_logging: None) -> Iterator[Flask]:
+    # The app configures logging for the whole process: restore_logging puts it back.
     app = create_app({**LOCAL_CONFIG, "GUARD_RATE_LIMIT": "100/minute"})
     yield app
     app.extensions["guard"].keys.close()
-    root.handlers[:], root.level = handlers, level
-    for logger, was in disabled.items():
-        logger.disabled = was
 
 
 def token(app: Flask, *scopes: str) -> dict[str, str]:

@@ -17,7 +17,6 @@ from flask import Flask
 
 from guard import Guard, signals
 from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
-from tests.test_guard_logging import restore_logging  # noqa: F401 - a fixture
 from tests.test_guard_metrics import requests_total, samples, three_allowed_and_two_refused
 
 pytestmark = pytest.mark.usefixtures("restore_logging")

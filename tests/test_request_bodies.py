@@ -30,9 +30,8 @@ class ChunkedInput:
         return part
 
 
-@pytest.fixture
-def api() -> Api:
-    api = Api(GUARD_MAX_CONTENT_LENGTH=CAP)
+def echo_api(cap: int = CAP) -> Api:
+    api = Api(GUARD_MAX_CONTENT_LENGTH=cap)
 
     @api.app.post("/echo")
     def echo() -> dict[str, object]:
@@ -42,7 +41,12 @@ def api() -> Api:
     return api
 
 
-def post_chunked(api: Api, stream: ChunkedInput) -> tuple[int, Any]:
+@pytest.fixture
+def api() -> Api:
+    return echo_api()
+
+
+def post_chunked(api: Api, stream: ChunkedInput, terminated: bool = True) -> tuple[int, Any]:
     headers = {
         **api.bearer(api.issue()),
         "Transfer-Encoding": "chunked",
@@ -51,7 +55,8 @@ def post_chunked(api: Api, stream: ChunkedInput) -> tuple[int, Any]:
     environ = EnvironBuilder(method="POST", path="/echo", headers=headers).get_environ()
     environ.pop("CONTENT_LENGTH", None)
     environ["wsgi.input"] = stream
-    environ["wsgi.input_terminated"] = True
+    if terminated:
+        environ["wsgi.input_terminated"] = True
     body, status, _ = run_wsgi_app(api.app, environ)
     return int(status.split()[0]), json.loads(b"".join(body))
 
@@ -91,6 +96,40 @@ def test_a_body_one_byte_over_the_cap_is_413_with_its_reason(
 def test_a_chunked_body_of_up_to_the_cap_reaches_the_view_whole(api: Api, length: int) -> None:
     status, answer = post_chunked(api, ChunkedInput(b"x" * length))
     assert (status, answer) == (200, {"length": length, "intact": True})
+
+
+def test_a_chunked_body_read_by_the_guard_is_handed_on_with_its_length() -> None:
+    # WSGI components after the guard see the body as if it had come with a Content-Length.
+    api = echo_api()
+
+    @api.app.post("/declared")
+    def declared() -> dict[str, object]:
+        return {"declared": request.environ.get("CONTENT_LENGTH"), "read": len(request.data)}
+
+    headers = {**api.bearer(api.issue()), "Transfer-Encoding": "chunked"}
+    environ = EnvironBuilder(
+        method="POST", path="/declared", headers=headers, content_type="application/json"
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = ChunkedInput(b"x" * 70_000)
+    environ["wsgi.input_terminated"] = True
+    body, status, _ = run_wsgi_app(api.app, environ)
+    assert status.startswith("200")
+    assert json.loads(b"".join(body)) == {"declared": "70000", "read": 70_000}
+
+
+def test_with_no_cap_a_chunked_body_of_any_size_reaches_the_view_whole() -> None:
+    status, answer = post_chunked(echo_api(cap=0), ChunkedInput(b"x" * 300_000))
+    assert (status, answer) == (200, {"length": 300_000, "intact": True})
+
+
+def test_a_chunked_body_the_server_did_not_de_chunk_is_never_read(api: Api) -> None:
+    # Without wsgi.input_terminated the stream still holds the chunk framing: neither
+    # the guard nor werkzeug reads it, and the view gets an empty body.
+    stream = ChunkedInput(b"x" * 150_000)
+    status, answer = post_chunked(api, stream, terminated=False)
+    assert (status, answer) == (200, {"length": 0, "intact": True})
+    assert stream.delivered == 0
 
 
 @pytest.mark.parametrize("length", [CAP + 1, 150_000, 1_000_000])

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from stores import KeyRecord, MemoryStore, StoreUnavailable
 from tests.conftest import Api
 
 OTHER = {"REMOTE_ADDR": "10.0.0.9"}
@@ -135,3 +136,23 @@ def test_a_valid_key_is_recorded_as_used() -> None:
     api.close()  # writes the pending last-use times
     with api.app.app_context():
         assert api.guard.keys.store.last_used(token[3:19]) is not None
+
+
+class DownStore(MemoryStore):
+    def get(self, key_id: str) -> KeyRecord | None:
+        raise StoreUnavailable("down")
+
+
+def test_a_store_outage_is_audited_as_such(audit: pytest.LogCaptureFixture) -> None:
+    api = Api()
+    token = api.issue()
+    with api.app.app_context():
+        api.guard.keys.store = DownStore()
+    response = api.client.get("/orders", headers=api.bearer(token))
+    assert response.status_code == 503
+    [entry] = audited(audit)
+    assert (entry["status"], entry["reason"], entry["key_id"]) == (
+        503,
+        "store_unavailable",
+        token[3:19],
+    )

@@ -97,3 +97,21 @@ def test_accepts_on_a_blueprint_is_refused_with_the_reason() -> None:
     with pytest.raises(TypeError) as raised:
         Guard().accepts("text/csv")(Blueprint("uploads", __name__))
     assert str(raised.value) == "@guard.accepts applies to views, not to a whole blueprint"
+
+
+def test_a_wider_accepts_stacked_on_a_narrower_one_lets_the_wider_list_in() -> None:
+    api = Api()
+
+    @api.app.post("/imports")
+    @api.guard.accepts("text/csv", "application/json")
+    @api.guard.accepts("text/csv")
+    def imports() -> str:
+        return "ok"
+
+    token = api.issue()
+    response = api.client.post("/imports", headers=api.bearer(token), json={"a": 1})
+    assert response.status_code == 200
+    csv = api.client.post(
+        "/imports", headers=api.bearer(token), data="a,b", content_type="text/csv"
+    )
+    assert csv.status_code == 200

@@ -115,3 +115,85 @@ def test_a_wider_accepts_stacked_on_a_narrower_one_lets_the_wider_list_in() -> N
         "/imports", headers=api.bearer(token), data="a,b", content_type="text/csv"
     )
     assert csv.status_code == 200
+
+
+def blueprints(outer_policy: Any, inner_policy: Any) -> tuple[Flask, Guard]:
+    """``/outer/inner/deep`` in a blueprint nested in another, each given a policy."""
+    app = Flask("app")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard()
+    outer = Blueprint("outer", __name__)
+    inner = Blueprint("inner", __name__)
+    outer_policy(guard)(outer)
+    inner_policy(guard)(inner)
+
+    @inner.get("/deep")
+    def deep() -> str:
+        return "deep"
+
+    @outer.get("/shallow")
+    def shallow() -> str:
+        return "shallow"
+
+    outer.register_blueprint(inner, url_prefix="/inner")
+    app.register_blueprint(outer, url_prefix="/outer")
+    guard.init_app(app)
+    return app, guard
+
+
+def test_a_blueprint_nested_in_an_exempt_one_is_exempt() -> None:
+    app, _ = blueprints(lambda g: g.exempt, lambda g: g.headers(csp="default-src 'self'"))
+    assert app.test_client().get("/outer/inner/deep").status_code == 200
+
+
+def test_an_exempt_blueprint_nested_in_a_protected_one_is_exempt_alone() -> None:
+    app, _ = blueprints(lambda g: g.headers(csp="default-src 'self'"), lambda g: g.exempt)
+    client = app.test_client()
+    assert client.get("/outer/inner/deep").status_code == 200
+    assert client.get("/outer/shallow").status_code == 401
+
+
+def test_the_nearest_blueprints_content_security_policy_wins() -> None:
+    app, guard = blueprints(
+        lambda g: g.headers(csp="default-src 'self'"),
+        lambda g: g.headers(csp="img-src 'self'"),
+    )
+    client = app.test_client()
+    with app.app_context():
+        token, _ = guard.keys.create("k", scopes=[])
+    deep = client.get("/outer/inner/deep", headers=Api.bearer(token))
+    shallow = client.get("/outer/shallow", headers=Api.bearer(token))
+    assert deep.headers["Content-Security-Policy"] == "img-src 'self'"
+    assert shallow.headers["Content-Security-Policy"] == "default-src 'self'"
+
+
+def test_an_unrelated_guard_policy_attribute_on_a_view_leaves_it_protected() -> None:
+    api = Api()
+
+    def legacy() -> str:
+        return "legacy"
+
+    legacy.guard_policy = "public"  # type: ignore[attr-defined]  # another library's marker
+    api.app.add_url_rule("/legacy", "legacy", legacy)
+    assert api.client.get("/legacy").status_code == 401
+    assert api.client.get("/legacy", headers=api.bearer(api.issue())).status_code == 200
+
+
+def test_exempt_and_require_together_are_refused_with_the_reason() -> None:
+    guard = Guard()
+
+    def view() -> str:
+        return "view"
+
+    with pytest.raises(TypeError) as raised:
+        guard.exempt(guard.require("admin")(view))
+    assert str(raised.value) == "a view or blueprint cannot be both exempt and require scopes"
+
+
+@pytest.mark.parametrize("target", [42, Flask])
+def test_a_decorator_given_neither_a_view_nor_a_blueprint_names_it(target: Any) -> None:
+    with pytest.raises(TypeError) as raised:
+        Guard().exempt(target)
+    assert str(raised.value) == (
+        f"the guard's decorators take a view function or a Blueprint, not {target!r}"
+    )

@@ -197,3 +197,29 @@ def test_a_decorator_given_neither_a_view_nor_a_blueprint_names_it(target: Any) 
     assert str(raised.value) == (
         f"the guard's decorators take a view function or a Blueprint, not {target!r}"
     )
+
+
+def test_accepts_under_a_decorator_that_hides_it_is_enforced_by_the_view_itself() -> None:
+    api = Api(GUARD_CONTENT_TYPES="")  # no API-wide list: only the view's own check is left
+
+    def plain(view: Any) -> Any:
+        """A decorator written without functools.wraps: the guard cannot see the view's policy."""
+
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **kwargs)
+
+        return inner
+
+    @api.app.post("/imports")
+    @plain
+    @api.guard.accepts("text/csv")
+    def imports() -> str:
+        return "ok"
+
+    token = api.issue()
+    json_body = api.client.post("/imports", headers=api.bearer(token), json={"a": 1})
+    assert json_body.status_code == 415
+    csv = api.client.post(
+        "/imports", headers=api.bearer(token), data="a,b", content_type="text/csv"
+    )
+    assert csv.status_code == 200

@@ -65,7 +65,7 @@ def mark(target: Target, **changes: Any) -> Target:
 
 def of(view: Callable[..., Any] | None) -> Policy:
     """The policy a view carries (:data:`PROTECTED` if none)."""
-    policy = getattr(view, ATTRIBUTE, PROTECTED)
+    policy = getattr(view, ATTRIBUTE, None)
     return policy if isinstance(policy, Policy) else PROTECTED
 
 

@@ -64,9 +64,8 @@ class FailureThrottle:
 
     def block(self, address: str, seconds: float) -> None:
         """Block ``address`` for ``seconds`` (the shared limiter said it is over)."""
-        with self._lock:
-            entry = self._current(address)
-            self._entries.put(address, _Entry(entry.failures, self._clock() + seconds, True))
+        with self._lock:  # a blocked entry's count is never read again
+            self._entries.put(address, _Entry(0, self._clock() + seconds, True))
 
     def _current(self, address: str) -> _Entry:
         now = self._clock()

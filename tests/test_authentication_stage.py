@@ -1,0 +1,158 @@
+"""The authentication stage as a client meets it: each way of failing, the exact answer
+and challenge it gets, the reason the audit trail records, and how every failure counts
+against the client's address (and only against that address)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from stores import KeyRecord, MemoryStore, StoreUnavailable
+from tests.conftest import Api
+
+OTHER = {"REMOTE_ADDR": "10.0.0.9"}
+
+
+def audited(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "guard.audit"]
+
+
+@pytest.fixture
+def audit(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="guard.audit")
+    return caplog
+
+
+def forged(api: Api) -> dict[str, str]:
+    """A well-formed token signed with another deployment's secret."""
+    return api.bearer(Api(GUARD_SECRET_KEY="o" * 32).issue("forger"))
+
+
+def unknown(api: Api) -> dict[str, str]:
+    token = api.issue("gone")
+    with api.app.app_context():
+        api.guard.keys.revoke(token[3:19])
+    return api.bearer(token)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "challenge", "reason"),
+    [
+        (lambda api: {}, 401, 'Bearer realm="shop"', "no_credentials"),
+        (
+            lambda api: {"Authorization": "Basic YQ=="},
+            401,
+            'Bearer realm="shop"',
+            "unsupported_scheme",
+        ),
+        (
+            lambda api: {"Authorization": "Bearer a b"},
+            400,
+            'Bearer realm="shop", error="invalid_request"',
+            "malformed_bearer",
+        ),
+        (
+            lambda api: {"Authorization": "Bearer " + "a" * 5000},
+            400,
+            'Bearer realm="shop", error="invalid_request"',
+            "header_too_long",
+        ),
+        (forged, 401, 'Bearer realm="shop", error="invalid_token"', "bad_signature"),
+        (unknown, 401, 'Bearer realm="shop", error="invalid_token"', "revoked"),
+    ],
+)
+def test_each_failure_gets_its_exact_challenge_and_audited_reason(
+    audit: pytest.LogCaptureFixture, headers: Any, status: int, challenge: str, reason: str
+) -> None:
+    api = Api(GUARD_REALM="shop")
+    sent = headers(api)
+    response = api.client.get("/orders", headers=sent)
+    assert response.status_code == status
+    # Sent with the header name's usual spelling, as clients expect it.
+    assert ("WWW-Authenticate", challenge) in response.headers.to_wsgi_list()
+    [entry] = audited(audit)
+    assert (entry["status"], entry["outcome"], entry["reason"]) == (status, "denied", reason)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda api: {},
+        lambda api: {"Authorization": "Basic YQ=="},
+        lambda api: {"Authorization": "Bearer a b"},
+        forged,
+        unknown,
+    ],
+)
+def test_every_kind_of_failure_counts_against_the_address_only(failure: Any) -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    token = api.issue()
+    sent = failure(api)
+    for _ in range(2):
+        assert api.client.get("/orders", headers=sent).status_code in (400, 401)
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 429
+    other = api.client.get("/orders", headers=api.bearer(token), environ_base=OTHER)
+    assert other.status_code == 200
+
+
+def test_failures_counted_in_the_shared_limiter_are_counted_per_address() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    token = api.issue()
+    sent = unknown(api)
+    assert api.client.get("/orders", headers=sent).status_code == 401
+    assert api.client.get("/orders", headers=sent, environ_base=OTHER).status_code == 401
+    # One failure each: neither address is over its limit of 2.
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+    assert (
+        api.client.get("/orders", headers=api.bearer(token), environ_base=OTHER).status_code == 200
+    )
+
+
+def test_a_blocked_address_is_refused_with_its_reason_and_wait(
+    audit: pytest.LogCaptureFixture,
+) -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="1/minute")
+    token = api.issue()
+    api.client.get("/orders")
+    response = api.client.get("/orders", headers=api.bearer(token))
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Policy"] == '"failed-auth";q=1;w=60'
+    _, blocked = audited(audit)
+    assert (blocked["status"], blocked["outcome"], blocked["reason"]) == (
+        429,
+        "denied",
+        "too_many_failed_attempts",
+    )
+
+
+def test_a_valid_key_is_recorded_as_used() -> None:
+    api = Api()
+    token = api.issue("alice")
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+    api.close()  # writes the pending last-use times
+    with api.app.app_context():
+        assert api.guard.keys.store.last_used(token[3:19]) is not None
+
+
+class DownStore(MemoryStore):
+    def get(self, key_id: str) -> KeyRecord | None:
+        raise StoreUnavailable("down")
+
+
+def test_a_store_outage_is_audited_as_such(audit: pytest.LogCaptureFixture) -> None:
+    api = Api()
+    token = api.issue()
+    with api.app.app_context():
+        api.guard.keys.store = DownStore()
+    response = api.client.get("/orders", headers=api.bearer(token))
+    assert response.status_code == 503
+    [entry] = audited(audit)
+    assert (entry["status"], entry["reason"], entry["key_id"]) == (
+        503,
+        "store_unavailable",
+        token[3:19],
+    )

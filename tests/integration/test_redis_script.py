@@ -59,7 +59,9 @@ def test_a_thread_per_call_does_not_leave_a_connection_each(
         worker.start()
         worker.join()
     assert sorted(answers) == list(range(2, 202))
-    assert connections(admin) == before
+    # This thread keeps its lease; each short-lived thread returned its connection to the
+    # pool as it ended, and the next one took it again: one more in all, not 200.
+    assert connections(admin) <= before + 1
 
 
 def test_concurrent_calls_use_at_most_one_connection_each(

@@ -159,8 +159,9 @@ class RateLimits:
             state.windows = self.hit_key(record)
         except LimiterUnavailable:
             refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
-        if not all(window.allowed for window in state.windows):
-            refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
+        for window in state.windows:
+            if not window.allowed:
+                refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
 
     def count_failure(self, address: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
@@ -180,11 +181,10 @@ class RateLimits:
         plan = _plan(self.storage, names, items, identifier)
         if self._count is None:
             return tuple(self._generic(name, item, identifier) for name, item, _ in plan)
-        answers = self._count(plan)
-        return tuple(
-            _window(name, item, count, reset_in)
-            for (name, item, _), (count, reset_in) in zip(plan, answers, strict=True)
-        )
+        windows = []
+        for (name, item, _), (count, reset_in) in zip(plan, self._count(plan), strict=True):
+            windows.append(_window(name, item, count, reset_in))
+        return tuple(windows)
 
     def _counter(self) -> Counter | None:
         """How to count a fixed-window hit and learn its window in one storage call;

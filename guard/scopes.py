@@ -93,12 +93,11 @@ def for_endpoint(app: Flask, endpoint: str | None) -> Policy:
 
 def check_scopes(required: Iterable[str]) -> None:
     """Refuse (403 ``insufficient_scope``) unless the request's key has ``required``."""
-    required = frozenset(required)
     state = current()
     if state is None:
         # The guard does not run on this app: refuse rather than serve unchecked.
         raise RuntimeError("a view protected by the guard was called on an app without it")
-    if state.key is not None and required <= set(state.key.scopes):
+    if state.key is not None and frozenset(required).issubset(state.key.scopes):
         return
     scopes = " ".join(sorted(required))
     realm = current_app.extensions["guard"].config.realm

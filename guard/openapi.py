@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from apispec import APISpec, BasePlugin
 from flask import Flask, Response, current_app, has_app_context, make_response
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from . import errors, scopes
 from .docs_csp import DOCS_CSP, pin_inline_scripts
@@ -148,6 +149,7 @@ def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bo
             "guard.openapi() takes an APIFlask app, a flask-smorest Api (after init_app) "
             f"or an apispec APISpec, not {type(target).__name__}"
         )
+    _answer_as_documented(app)
     for endpoint in docs:
         # A new wrapper for this registration (a bound method, for flask-smorest).
         view = app.view_functions[endpoint]
@@ -168,6 +170,24 @@ def _pinned(view: Callable[..., Any]) -> Callable[..., Any]:
         return pin_inline_scripts(make_response(view(*args, **kwargs)))
 
     return page
+
+
+def _answer_as_documented(app: Flask) -> None:
+    """Make the guard's refusals answer with the body this document describes.
+
+    APIFlask and flask-smorest render every ``HTTPException`` in their own error shape,
+    the guard's refusals included, which would make the document wrong. A handler for
+    each refusal class (Flask picks the most specific one, before an ``HTTPException``
+    catch-all) answers with the refusal's own JSON. An app that wants another shape
+    registers its own handlers for these classes after this call, and documents it.
+    """
+    for _, kinds, _ in _RESPONSES.values():
+        for kind in kinds:
+            app.register_error_handler(kind, _own_answer)
+
+
+def _own_answer(refusal: errors.RequestRejected) -> WerkzeugResponse:
+    return refusal.get_response()
 
 
 def _app(app: Flask | None) -> Flask:

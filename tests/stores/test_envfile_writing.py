@@ -4,10 +4,9 @@ the forms it refuses with a reason, and a rewrite that never leaves a partial fi
 
 from __future__ import annotations
 
-import errno
 import os
-import resource
-import signal
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,29 +89,27 @@ def test_the_new_file_is_written_beside_the_old_one_then_renamed_over_it(
 
 
 @pytest.fixture
-def small_file_size_limit() -> Iterator[int]:
-    """Files this process writes may not grow past 4 KiB (a write past it fails)."""
-    limit = 4096
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+def immutable_env_file(tmp_path: Path) -> Iterator[Path]:
+    """A .env file that not even root may replace (``chattr +i``), so a rewrite fails at
+    its last step, the rename."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=1\nGUARD_KEYS='[]'\n")
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(env_file)], check=False).returncode:
+        pytest.skip("needs chattr and a file system that keeps the immutable attribute")
     try:
-        yield limit
+        yield env_file
     finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
+        subprocess.run([chattr, "-i", str(env_file)], check=True)
 
 
 def test_a_rewrite_that_fails_leaves_the_old_file_and_nothing_else(
-    tmp_path: Path, small_file_size_limit: int
+    immutable_env_file: Path,
 ) -> None:
-    env_file = tmp_path / ".env"
-    env_file.write_text("A=1\nGUARD_KEYS='[]'\n")
-    with pytest.raises(OSError) as info:
-        write_variable(env_file, "GUARD_KEYS", "x" * (2 * small_file_size_limit))
-    assert info.value.errno == errno.EFBIG
-    assert env_file.read_text() == "A=1\nGUARD_KEYS='[]'\n"
-    assert sorted(os.listdir(tmp_path)) == [".env"]
+    with pytest.raises(PermissionError):
+        write_variable(immutable_env_file, "GUARD_KEYS", "[1]")
+    assert immutable_env_file.read_text() == "A=1\nGUARD_KEYS='[]'\n"
+    assert os.listdir(immutable_env_file.parent) == [".env"]
 
 
 def test_the_rendered_value_is_compact_json(tmp_path: Path) -> None:

@@ -73,3 +73,23 @@ def test_a_key_written_to_the_file_is_created_at_the_callers_time(env_file: Path
     assert create(env_file, None, clock).exit_code == 0
     [created] = [r for r in in_file(env_file).values() if r.name == "carol"]
     assert created.created_at == clock.now
+
+
+@pytest.mark.parametrize("accept_imported", [False, True])
+def test_importing_into_the_file_hints_at_the_setting_only_when_it_is_off(
+    env_file: Path, accept_imported: bool
+) -> None:
+    store = EnvStore(environ={})
+    codec = TokenCodec([SECRET], [PEPPER])
+    keys = Keys(store, codec, accept_imported=accept_imported, clock=Clock())
+    result = CliRunner().invoke(
+        cli,
+        ["keys", "import", "--name", "legacy", "--env-file", str(env_file)],
+        obj=keys,
+        input="legacy-secret\n",
+        env={"GUARD_KEYS": None},
+    )
+    assert result.exit_code == 0, result.output
+    hint = "the service accepts imported secrets only with GUARD_ACCEPT_IMPORTED_KEYS=true"
+    assert (hint in result.stderr) is not accept_imported
+    assert [r.name for r in in_file(env_file).values() if r.imported] == ["legacy"]

@@ -5,11 +5,13 @@ another writer gets in between."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+import guard.keys
 from guard import GuardConfig, Keys, TokenCodec, signals
 from guard.keys import WRITE_ATTEMPTS, Reason
 from guard.tokens import MAX_TOKEN_LENGTH
@@ -109,8 +111,8 @@ def test_an_imported_key_is_judged_at_the_time_given() -> None:
     keys = make(accept_imported=True)
     record = keys.import_secret("legacy", "b")
     keys.revoke(record.key_id, now=keys.clock() + 100)
-    assert keys.verify("legacy").ok
     assert keys.verify("legacy", now=keys.clock() + 200).reason is Reason.REVOKED
+    assert keys.verify("legacy").ok
 
 
 # -- what a verdict names ------------------------------------------------------------------
@@ -169,6 +171,23 @@ def test_an_imported_secret_of_any_length_within_bounds_verifies(secret: str) ->
     keys = make(accept_imported=True)
     record = keys.import_secret(secret, "b")
     assert keys.verify(secret) == (Reason.VALID, record, record.key_id)
+
+
+@pytest.mark.parametrize(
+    "accept_imported",
+    [
+        False,
+        # Keys.verify promises never to raise; the imported-secret path encodes the token
+        # before checking its shape (see the report of the mutation-testing branch).
+        pytest.param(True, marks=pytest.mark.xfail(raises=UnicodeEncodeError, strict=True)),
+    ],
+)
+def test_a_token_that_is_not_valid_unicode_is_malformed_never_an_error(
+    accept_imported: bool,
+) -> None:
+    keys = make(accept_imported=accept_imported)
+    token, _ = keys.create("a")
+    assert keys.verify(token[:-1] + "\ud800").reason is Reason.MALFORMED
 
 
 def test_an_empty_or_overlong_token_is_malformed_without_a_lookup() -> None:
@@ -339,6 +358,22 @@ def test_last_use_times_lost_to_an_outage_are_dropped_not_raised() -> None:
     store.failure = None
     keys.flush_uses()
     assert store.last_used(record.key_id) is None
+    keys.close()
+
+
+def test_last_use_times_reach_the_store_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard.keys, "USE_FLUSH_INTERVAL", 0.01)
+    keys = make()
+    _, record = keys.create("a")
+    keys.note_use(record, now=5.0)
+    # No flush here: the batch's own thread writes it (polled, with a generous bound).
+    for _ in range(1000):
+        if keys.store.last_used(record.key_id) is not None:
+            break
+        time.sleep(0.01)
+    assert keys.store.last_used(record.key_id) == 5.0
     keys.close()
 
 

@@ -199,7 +199,9 @@ class Keys:
         self.store.touch(dict(uses))
 
     def _verify_imported(self, secret: str, now: float | None) -> Verdict:
-        if not 0 < len(secret) <= MAX_TOKEN_LENGTH:
+        # Only what could ever have been imported is looked up (import refuses the rest):
+        # no store call for it, and nothing to encode that is not plain ASCII.
+        if len(secret) > MAX_TOKEN_LENGTH or B64TOKEN.fullmatch(secret) is None:
             return Verdict(Reason.MALFORMED)
         try:
             for digest in self.codec.digests(secret):

@@ -21,7 +21,7 @@ from .errors import (
     refuse,
     retry_later,
 )
-from .keys import Keys, Reason
+from .keys import Keys, Reason, Verdict
 from .ratelimit import RateLimits, retry_after
 from .throttle import FailureThrottle
 
@@ -76,20 +76,16 @@ class Authenticator:
         #: The ``WWW-Authenticate`` challenge every refusal starts with (RFC 6750).
         self.challenge = f'Bearer realm="{realm}"'
 
-    def authenticate(self, state: RequestState, header: str | None, address: str) -> KeyRecord:
+    def authenticate(
+        self, state: RequestState, header: str | None, address: str, verdict: Verdict | None
+    ) -> KeyRecord:
+        """The request's key, or a refusal. ``verdict``: the token in ``header`` as the
+        pipeline's first step already verified it, if it did."""
         blocked = self.throttle.blocked(address)
         if blocked is not None:
             refuse(state, RateLimited, "too_many_failed_attempts", retry_after([blocked]))
-        try:
-            token = bearer_token(header)
-        except MissingCredentials as exc:
-            self.throttle.count(address)
-            refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", self.challenge)])
-        except MalformedCredentials as exc:
-            self.throttle.count(address)
-            challenge = f'{self.challenge}, error="invalid_request"'
-            refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])
-        verdict = self.keys.verify(token)
+        if verdict is None:
+            verdict = self.keys.verify(self._token(state, header, address))
         state.key_id = verdict.key_id
         if verdict.reason is Reason.UNAVAILABLE:
             refuse(state, GuardUnavailable, verdict.reason.value, retry_later())
@@ -105,3 +101,14 @@ class Authenticator:
         state.key = verdict.record
         self.keys.note_use(verdict.record)
         return verdict.record
+
+    def _token(self, state: RequestState, header: str | None, address: str) -> str:
+        try:
+            return bearer_token(header)
+        except MissingCredentials as exc:
+            self.throttle.count(address)
+            refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", self.challenge)])
+        except MalformedCredentials as exc:
+            self.throttle.count(address)
+            challenge = f'{self.challenge}, error="invalid_request"'
+            refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])

@@ -18,6 +18,7 @@ from flask import request
 from stores import KeyRecord
 
 if TYPE_CHECKING:
+    from .pipeline import Started
     from .ratelimit import Window
     from .scopes import Policy
 
@@ -48,6 +49,8 @@ class RequestState:
     key_id: str | None = None
     outcome: str = "allowed"
     reason: str = "valid"
+    #: What the pipeline's first step did before Flask ran (:func:`guard.pipeline.start`).
+    early: Started | None = None
     #: Where the key stands in each of its rate-limit windows.
     windows: tuple[Window, ...] = ()
     #: The protocol headers of the guard's refusal (``WWW-Authenticate``,

@@ -97,7 +97,11 @@ class Guard:
                 view = self.require(guard_metrics.SCOPE)(view)
             app.add_url_rule(config.metrics_path, "guard_metrics", view, methods=["GET"])
         wsgi_app: WSGIApplication = GuardMiddleware(
-            app.wsgi_app, state.headers, state.cors, Report(app, metrics)
+            app.wsgi_app,
+            state.headers,
+            state.cors,
+            Report(app, metrics),
+            functools.partial(pipeline.start, state, app),
         )
         if config.trusted_proxies:
             # Outside the guard, so every stage sees the forwarded address and scheme.

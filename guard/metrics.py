@@ -36,7 +36,7 @@ from stores import KeyRecord, KeyStore
 from .config import GuardConfig
 from .context import RequestState
 from .errors import ConfigurationError
-from .ratelimit import Hit, Items, Window
+from .ratelimit import Hit, Items, Reply, Window
 
 if TYPE_CHECKING:
     import prometheus_client
@@ -152,20 +152,34 @@ class Metrics:
     # -- the limiter -------------------------------------------------------------------
 
     def timed_hit(self, hit: Hit) -> Hit:
-        """``hit`` (the limiter's storage call), timed, its failures counted by the
-        counter it was for (``key`` or ``failed-auth``)."""
+        """``hit`` (the limiter's storage call), timed from sending it to reading its
+        reply (the time in between, when the pipeline overlaps it with Flask's own work,
+        left out), its failures counted by the counter it was for (``key`` or
+        ``failed-auth``)."""
         observe = self.limiter_seconds.observe
         errors = self.limiter_errors
 
-        def timed(names: tuple[str, ...], items: Items, identifier: str) -> tuple[Window, ...]:
+        def timed(names: tuple[str, ...], items: Items, identifier: str) -> Reply:
             started = time.perf_counter()
             try:
-                return hit(names, items, identifier)
+                reply = hit(names, items, identifier)
             except limits.errors.StorageError:
+                observe(time.perf_counter() - started)
                 errors.labels(names[0]).inc()
                 raise
-            finally:
-                observe(time.perf_counter() - started)
+            sending = time.perf_counter() - started
+
+            def read() -> tuple[Window, ...]:
+                reading = time.perf_counter()
+                try:
+                    return reply()
+                except limits.errors.StorageError:
+                    errors.labels(names[0]).inc()
+                    raise
+                finally:
+                    observe(sending + time.perf_counter() - reading)
+
+            return read
 
         return timed
 

@@ -17,6 +17,7 @@ from . import audit
 from .context import STATE, RequestState, request_id
 from .cors import Cors
 from .headers import SecurityHeaders
+from .pipeline import settle
 from .ratelimit import headers as ratelimit_headers
 
 if TYPE_CHECKING:
@@ -25,16 +26,24 @@ if TYPE_CHECKING:
 #: Work done once the request is over, after its audit entry (metrics, signals), with
 #: the status the client got.
 Report = Callable[[RequestState, "WSGIEnvironment", int], None]
+#: The pipeline's first step, before the app runs (:func:`guard.pipeline.start`).
+Start = Callable[["WSGIEnvironment", RequestState], None]
 
 
 class GuardMiddleware:
     def __init__(
-        self, app: WSGIApplication, headers: SecurityHeaders, cors: Cors, report: Report
+        self,
+        app: WSGIApplication,
+        headers: SecurityHeaders,
+        cors: Cors,
+        report: Report,
+        start: Start,
     ) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
         self.report = report
+        self.start = start
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -45,6 +54,7 @@ class GuardMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
+            self.start(environ, state)
             body = self.app(environ, start)
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
@@ -55,6 +65,7 @@ class GuardMiddleware:
         return body
 
     def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+        settle(state)  # a hit sent early for a request the pipeline never reached
         audit.emit(state, environ, status)
         self.report(state, environ, status)
 

@@ -86,13 +86,15 @@ def parse_limits(text: str) -> Items:
     return items
 
 
-#: Counts one hit for ``identifier`` under each ``(name, item)``: the windows, in order.
-#: The first name says which counter it is (``key`` or ``failed-auth``).
-Hit = Callable[[tuple[str, ...], Items, str], tuple[Window, ...]]
+#: Reads the windows of a hit already sent, in order (raises ``limits``' StorageError).
+Reply = Callable[[], tuple[Window, ...]]
+#: Sends one hit for ``identifier`` under each ``(name, item)``; gives how to read its
+#: reply. The first name says which counter it is (``key`` or ``failed-auth``).
+Hit = Callable[[tuple[str, ...], Items, str], Reply]
 #: What one hit counts: ``(policy name, item, storage key)`` for each limit.
 Plan = tuple[tuple[str, RateLimitItem, str], ...]
-#: Counts one hit on each limit of a plan: ``[(count, seconds left)]``, in order.
-Counter = Callable[[Plan], list[tuple[int, int]]]
+#: Counts one hit on each limit of a plan; gives how to read ``[(count, seconds left)]``.
+Counter = Callable[[Plan], Callable[[], list[tuple[int, int]]]]
 
 
 class RateLimits:
@@ -131,6 +133,8 @@ class RateLimits:
         self.fail_open = fail_open
         self._count = self._counter()
         self._hit: Hit = self._hit_storage
+        #: Whether a hit waits for a round trip (Redis), so sending it early pays.
+        self.remote = isinstance(self.storage, limits.storage.RedisStorage)
 
     def observe(self, wrap: Callable[[Hit], Hit]) -> None:
         """Put ``wrap`` around every storage call (the metrics time and count them): a
@@ -138,25 +142,38 @@ class RateLimits:
         """
         self._hit = wrap(self._hit)
 
-    def hit_key(self, record: KeyRecord) -> tuple[Window, ...]:
-        """Count one request for ``record`` under each of its limits (or the default's).
+    def send_key_hit(self, record: KeyRecord) -> Reply:
+        """Count one request for ``record`` under each of its limits (or the default's):
+        sent now, its reply read by :meth:`read`."""
+        items = parse_limits(record.rate_limit) if record.rate_limit else self.default
+        try:
+            return self._hit(_policy_names(len(items)), items, record.key_id)
+        except limits.errors.StorageError as exc:
+            return _failed(exc)
+
+    def read(self, reply: Reply) -> tuple[Window, ...]:
+        """The windows of a hit sent.
 
         :returns: the windows; empty when the storage failed and limits fail open.
         :raises LimiterUnavailable: when the storage failed and limits fail closed.
         """
-        items = parse_limits(record.rate_limit) if record.rate_limit else self.default
         try:
-            return self._hit(_policy_names(len(items)), items, record.key_id)
+            return reply()
         except limits.errors.StorageError as exc:
             if not self.fail_open:
                 raise LimiterUnavailable("rate limit storage did not answer") from exc
         return ()
 
-    def enforce(self, state: RequestState, record: KeyRecord) -> None:
-        """The rate-limit stage: count the request, refuse it (429) over any limit, or
-        (503) when the storage failed and limits fail closed."""
+    def hit_key(self, record: KeyRecord) -> tuple[Window, ...]:
+        """:meth:`send_key_hit` and :meth:`read` at once."""
+        return self.read(self.send_key_hit(record))
+
+    def enforce(self, state: RequestState, record: KeyRecord, sent: Reply | None = None) -> None:
+        """The rate-limit stage: count the request (or read the hit ``sent`` for it
+        earlier), refuse it (429) over any limit, or (503) when the storage failed and
+        limits fail closed."""
         try:
-            state.windows = self.hit_key(record)
+            state.windows = self.read(sent or self.send_key_hit(record))
         except LimiterUnavailable:
             refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
         for window in state.windows:
@@ -170,21 +187,25 @@ class RateLimits:
             nothing: the request is refused anyway.
         """
         try:
-            (window,) = self._hit(("failed-auth",), (self.failures,), address)
+            (window,) = self._hit(("failed-auth",), (self.failures,), address)()
         except limits.errors.StorageError:
             return None
         return window if window.remaining == 0 else None
 
-    def _hit_storage(
-        self, names: tuple[str, ...], items: Items, identifier: str
-    ) -> tuple[Window, ...]:
+    def _hit_storage(self, names: tuple[str, ...], items: Items, identifier: str) -> Reply:
         plan = _plan(self.storage, names, items, identifier)
         if self._count is None:
-            return tuple(self._generic(name, item, identifier) for name, item, _ in plan)
-        windows = []
-        for (name, item, _), (count, reset_in) in zip(plan, self._count(plan), strict=True):
-            windows.append(_window(name, item, count, reset_in))
-        return tuple(windows)
+            done = tuple(self._generic(name, item, identifier) for name, item, _ in plan)
+            return lambda: done
+        answers = self._count(plan)
+
+        def reply() -> tuple[Window, ...]:
+            windows = []
+            for (name, item, _), (count, reset_in) in zip(plan, answers(), strict=True):
+                windows.append(_window(name, item, count, reset_in))
+            return tuple(windows)
+
+        return reply
 
     def _counter(self) -> Counter | None:
         """How to count a fixed-window hit and learn its window in one storage call;
@@ -228,40 +249,63 @@ def _plan(
 
 
 def _memory_counter(storage: WindowCounters) -> Counter:
-    def count(plan: Plan) -> list[tuple[int, int]]:
+    def count(plan: Plan) -> Callable[[], list[tuple[int, int]]]:
         answers = []
         for _, item, key in plan:
             hits, ends = storage.count(key, item.get_expiry())
             answers.append((hits, _seconds_until(ends)))
-        return answers
+        return lambda: answers
 
     return count
 
 
+def _failed(exc: limits.errors.StorageError) -> Reply:
+    def reply() -> tuple[Window, ...]:
+        raise exc
+
+    return reply
+
+
 def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
     client = storage.get_connection()
-    run: Callable[[list[str], list[Any]], Any]
+    send: Callable[[list[str], list[Any]], Callable[[], Any]]
     if isinstance(client, redis.Redis):
-        script = DirectScript(client, _FIXED_WINDOW_LUA)
-        run = script.run
+        send = DirectScript(client, _FIXED_WINDOW_LUA).send
     else:
-        # A Cluster routes by key and has no single pool: redis-py's Script.
-        run = client.register_script(_FIXED_WINDOW_LUA)
+        # A Cluster routes by key and has no single pool: redis-py's Script, read at once.
+        script = client.register_script(_FIXED_WINDOW_LUA)
 
-    def count(plan: Plan) -> list[tuple[int, int]]:
+        def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
+            reply = script(keys, args)
+            return lambda: reply
+
+    def count(plan: Plan) -> Callable[[], list[tuple[int, int]]]:
         # On a Cluster the limits of a key live in different slots: one call each.
         calls = [plan] if isinstance(client, redis.Redis) else [(limit,) for limit in plan]
-        replies: list[Any] = []
         try:
-            for call in calls:
-                arguments = [value for _, item, _ in call for value in (item.get_expiry(), 1)]
-                replies.extend(run([key for _, _, key in call], arguments))
+            sent = [
+                send(
+                    [key for _, _, key in call],
+                    [value for _, item, _ in call for value in (item.get_expiry(), 1)],
+                )
+                for call in calls
+            ]
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
-        return [
-            (int(replies[i]), max(0, math.ceil(int(replies[i + 1]) / 1000)))
-            for i in range(0, len(replies), 2)
-        ]
+
+        def answers() -> list[tuple[int, int]]:
+            replies: list[Any] = []
+            try:
+                for read in sent:
+                    replies.extend(read())
+            except storage.base_exceptions as exc:
+                raise limits.errors.StorageError(exc) from exc
+            return [
+                (int(replies[i]), max(0, math.ceil(int(replies[i + 1]) / 1000)))
+                for i in range(0, len(replies), 2)
+            ]
+
+        return answers
 
     return count
 

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import redis
@@ -61,13 +62,15 @@ class _Lease:
     """A pool connection lent to one thread (or greenlet), given back when the lease
     is dropped: at the end of the thread, or after a failed call."""
 
-    __slots__ = ("connection", "pid", "pool")
+    __slots__ = ("connection", "pid", "pool", "unread")
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
         self.connection = cast(_Connection, pool.get_connection())
         #: A lease inherited across a fork is the parent's: never used in the child.
         self.pid = os.getpid()
+        #: A call was sent whose reply is not read yet.
+        self.unread = False
 
     def __del__(self) -> None:
         # A finalizer must not raise; the pool disconnects what it does not own.
@@ -89,34 +92,70 @@ class DirectScript:
 
     def run(self, keys: list[str], args: list[Any]) -> Any:
         """The script's reply for ``keys`` and ``args``, read before this returns."""
+        return self.send(keys, args)()
+
+    def send(self, keys: list[str], args: list[Any]) -> Callable[[], Any]:
+        """Send the call now; the function returned reads its reply, on this thread,
+        before this thread sends anything else, so the round trip can overlap whatever
+        the caller does in between."""
         call = (len(keys), *keys, *args)
         try:
-            return self._call(call)
+            connection, command = self._send(call)
         except redis.ConnectionError:
             # Most likely a pooled connection the server or a proxy closed while idle:
             # once more on a fresh one. A TimeoutError is not a ConnectionError in
             # redis-py, so a call that may have run is never sent twice.
-            return self._call(call)
+            connection, command = self._send(call)
 
-    def _call(self, call: tuple[Any, ...]) -> Any:
+        def read() -> Any:
+            try:
+                return self._read(connection, command)
+            except redis.ConnectionError:
+                return self._read(*self._send(call))
+
+        return read
+
+    def _send(self, call: tuple[Any, ...]) -> tuple[_Connection, list[bytes]]:
         lease: _Lease | None = getattr(self._leases, "lease", None)
-        if lease is None or lease.pid != os.getpid():
+        if lease is None or lease.pid != os.getpid() or lease.unread:
+            if lease is not None and lease.unread:
+                # A reply nobody read must never be taken for the next call's.
+                self._end(lease)
             lease = self._leases.lease = _Lease(self._pool)
         connection = lease.connection
         try:
             command = self._pack(connection, call)
+            connection.send_packed_command(command)
+        except BaseException:
+            self._end(lease)
+            raise
+        lease.unread = True
+        return connection, command
+
+    def _read(self, connection: _Connection, command: list[bytes]) -> Any:
+        lease: _Lease | None = getattr(self._leases, "lease", None)
+        try:
             try:
-                connection.send_packed_command(command)
-                return connection.read_response()
+                reply = connection.read_response()
             except NoScriptError:  # Redis restarted or flushed its scripts
                 self._client.script_load(self._source)
                 connection.send_packed_command(command)
-                return connection.read_response()
+                reply = connection.read_response()
         except BaseException:
-            # Whatever was sent may still be answered: that reply must die with the socket.
-            connection.disconnect()
-            self._leases.lease = None  # back to the pool, disconnected
+            if lease is not None and lease.connection is connection:
+                self._end(lease)
+            else:
+                connection.disconnect()
             raise
+        if lease is not None and lease.connection is connection:
+            lease.unread = False
+        return reply
+
+    def _end(self, lease: _Lease) -> None:
+        # Whatever was sent may still be answered: that reply must die with the socket.
+        lease.connection.disconnect()
+        if getattr(self._leases, "lease", None) is lease:
+            self._leases.lease = None  # back to the pool, disconnected
 
     def _pack(self, connection: _Connection, call: tuple[Any, ...]) -> list[bytes]:
         cached = self._packed.get(call)

@@ -22,8 +22,8 @@ from .errors import PayloadTooLarge, UnsupportedMediaType, refuse
 def check_body(state: RequestState, request: Request, cap: int, accepted: tuple[str, ...]) -> None:
     """Refuse a body over ``cap`` bytes (0: no cap), or not of an ``accepted`` type."""
     environ = request.environ
-    if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
-        return
+    if environ.get("CONTENT_LENGTH", "0") in ("0", "") and "HTTP_TRANSFER_ENCODING" not in environ:
+        return  # no body: nothing to size or type
     length = request.content_length
     if cap and length is not None and length > cap:
         refuse(state, PayloadTooLarge, "body_too_large")

@@ -37,7 +37,7 @@ class GuardMiddleware:
         headers: SecurityHeaders,
         cors: Cors,
         report: Report,
-        start: Start,
+        start: Start | None,
     ) -> None:
         self.app = app
         self.headers = headers
@@ -54,7 +54,8 @@ class GuardMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            self.start(environ, state)
+            if self.start is not None:
+                self.start(environ, state)
             body = self.app(environ, start)
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
@@ -65,7 +66,8 @@ class GuardMiddleware:
         return body
 
     def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
-        settle(state)  # a hit sent early for a request the pipeline never reached
+        if state.early is not None:
+            settle(state)  # a hit sent early for a request the pipeline never reached
         audit.emit(state, environ, status)
         self.report(state, environ, status)
 

@@ -74,11 +74,12 @@ class GuardState:
         default_factory=lambda: BoundedCache(4096)
     )
 
-    def policy(self, app: Flask, endpoint: str | None) -> Policy:
+    def policy(self, endpoint: str | None, app: Flask | None = None) -> Policy:
+        """The policy of ``endpoint`` in ``app`` (the current app if not given)."""
         found = self.policies.get(endpoint)
         if found is not None:
             return found[0]
-        policy = scopes.for_endpoint(app, endpoint)
+        policy = scopes.for_endpoint(current_app if app is None else app, endpoint)
         self.policies.put(endpoint, policy)
         return policy
 
@@ -108,8 +109,6 @@ def start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestSt
 
 
 def _start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestState) -> None:
-    if not gs.limits.remote:
-        return  # counted in the process: nothing to wait for
     if gs.config.force_https and environ["wsgi.url_scheme"] != "https":
         return
     if gs.cors.is_preflight(environ):
@@ -127,7 +126,7 @@ def _start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestS
         adapter = app.create_url_adapter(app.request_class(environ))
         if adapter is not None:
             endpoint = str(adapter.match()[0])
-    if gs.policy(app, endpoint).exempt:
+    if gs.policy(endpoint, app).exempt:
         return
     verdict = gs.keys.verify(token)
     reply = gs.limits.send_key_hit(verdict.record) if verdict.ok and verdict.record else None
@@ -163,20 +162,22 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
         logger.exception("guard stage failed; request %s refused with 503", state.request_id)
         refuse(state, GuardUnavailable, "guard_error", retry_later())
     finally:
-        settle(state)
+        if state.early is not None:
+            settle(state)
 
 
 def _stages(
     gs: GuardState, state: RequestState, environ: WSGIEnvironment
 ) -> ResponseReturnValue | None:
-    redirect = redirect_to_https(request, environ, gs.config.force_https)
-    if redirect is not None:
-        state.reason = "https_redirect"
-        return redirect
+    if environ["wsgi.url_scheme"] != "https" and gs.config.force_https:
+        redirect = redirect_to_https(request, environ, gs.config.force_https)
+        if redirect is not None:
+            state.reason = "https_redirect"
+            return redirect
     if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)
-    policy = state.policy = gs.policy(current_app, request.endpoint)
+    policy = state.policy = gs.policy(request.endpoint)
     if policy.exempt:
         state.reason = "exempt"  # no token is looked at: nothing to guess against here
         return None

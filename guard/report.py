@@ -27,6 +27,10 @@ class Report:
         self.metrics = metrics
 
     def __call__(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
+        if self.metrics is None and not (
+            request_refused.receivers or request_authenticated.receivers
+        ):
+            return  # nobody to tell: the common case, on every request
         result, reason = audit.outcome(state, status)
         if self.metrics is not None:
             self.metrics.count(state, result, reason)

@@ -93,19 +93,24 @@ def line(fields: dict[str, Any]) -> str:
     Joined here, every string through the escaper ``json`` itself uses, because
     ``json.dumps`` builds its encoder anew on every call, which cost more than the rest
     of the line (measured: 2.9 µs against 1.9)."""
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'"{name}":{_json(value)}')
-    return "{" + ",".join(parts) + "}"
+    # The entry's values are strings, None, whole numbers and a finite float (repr is
+    # what json writes for those numbers); a comprehension, not a call per value.
+    return (
+        "{"
+        + ",".join(
+            [
+                f'"{name}":{_quote(value) if value.__class__ is str else _other(value)}'
+                for name, value in fields.items()
+            ]
+        )
+        + "}"
+    )
 
 
-def _json(value: Any) -> str:
-    # The entry's values: strings, None, whole numbers and a finite float.
+def _other(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, str):
-        return _quote(value)
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
     return repr(value)
 

@@ -57,8 +57,13 @@ class Window(NamedTuple):
 
 def headers(windows: Sequence[Window]) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
-    policies = _policy_header(tuple((w.policy, w.item) for w in windows))
-    state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
+    if len(windows) == 1:  # the usual case, on every authenticated response
+        (w,) = windows
+        policies = _policy_header(((w.policy, w.item),))
+        state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
+    else:
+        policies = _policy_header(tuple((w.policy, w.item) for w in windows))
+        state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
 
 

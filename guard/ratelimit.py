@@ -169,10 +169,6 @@ class RateLimits:
                 raise LimiterUnavailable("rate limit storage did not answer") from exc
         return ()
 
-    def hit_key(self, record: KeyRecord) -> tuple[Window, ...]:
-        """:meth:`send_key_hit` and :meth:`read` at once."""
-        return self.read(self.send_key_hit(record))
-
     def enforce(self, state: RequestState, record: KeyRecord, sent: Reply | None = None) -> None:
         """The rate-limit stage: count the request (or read the hit ``sent`` for it
         earlier), refuse it (429) over any limit, or (503) when the storage failed and

@@ -19,18 +19,19 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 
-def redirect_to_https(
-    request: Request, environ: WSGIEnvironment, force_https: bool
-) -> Response | None:
-    """A redirect to the HTTPS URL for a plain-HTTP request when HTTPS is forced.
+def due(environ: WSGIEnvironment, force_https: bool) -> bool:
+    """Whether this request came over plain HTTP while HTTPS is forced."""
+    return force_https and environ["wsgi.url_scheme"] != "https"
+
+
+def redirect_to_https(request: Request) -> Response | None:
+    """The redirect to the HTTPS URL for a request :func:`due` for one.
 
     308 keeps the method and body of a non-GET request; either way the client learns to
     use HTTPS before it sends a key in the clear again. Under the guard's pytest plugin an
     app with Flask's ``TESTING`` on is served as it is, so its test client needs no
     HTTPS base URL; production settings are never weakened.
     """
-    if not force_https or environ["wsgi.url_scheme"] == "https":
-        return None
     if current_app.testing and testing.active():
         return None
     code = 301 if request.method in ("GET", "HEAD") else 308

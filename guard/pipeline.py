@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 
 from stores.cache import BoundedCache
 
-from . import scopes
+from . import https, scopes
 from .auth import Authenticator, MalformedCredentials, MissingCredentials, bearer_token
 from .body import check_body
 from .config import GuardConfig
@@ -48,7 +48,6 @@ from .context import STATE, RequestState
 from .cors import Cors
 from .errors import GuardUnavailable, refuse, retry_later
 from .headers import SecurityHeaders
-from .https import redirect_to_https
 from .keys import Keys, Verdict
 from .ratelimit import RateLimits, Reply
 from .scopes import Policy
@@ -109,7 +108,7 @@ def start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestSt
 
 
 def _start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestState) -> None:
-    if gs.config.force_https and environ["wsgi.url_scheme"] != "https":
+    if https.due(environ, gs.config.force_https):
         return
     if gs.cors.is_preflight(environ):
         return
@@ -169,8 +168,8 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
 def _stages(
     gs: GuardState, state: RequestState, environ: WSGIEnvironment
 ) -> ResponseReturnValue | None:
-    if environ["wsgi.url_scheme"] != "https" and gs.config.force_https:
-        redirect = redirect_to_https(request, environ, gs.config.force_https)
+    if https.due(environ, gs.config.force_https):
+        redirect = https.redirect_to_https(request)
         if redirect is not None:
             state.reason = "https_redirect"
             return redirect

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import threading
 import time
 from json.encoder import encode_basestring_ascii as _quote
@@ -68,20 +69,24 @@ def entry(state: RequestState, environ: WSGIEnvironment, status: int, now: float
     """The audit entry of a request finished at ``now`` (seconds since the epoch)."""
     key = state.key
     result, reason = outcome(state, status)
-    # Request ids (128), reasons, key ids and names (256) are short by construction; only
-    # what the client sends unchecked is cut.
+    method, path, client, agent = _described(
+        environ.get("REQUEST_METHOD"),
+        environ.get("PATH_INFO", ""),
+        environ.get("REMOTE_ADDR"),
+        environ.get("HTTP_USER_AGENT"),
+    )
     return {
         "ts": timestamp(now),
         "request_id": state.request_id,
-        "method": _cut(environ.get("REQUEST_METHOD")),
-        "path": _cut(_text(environ.get("PATH_INFO", ""))),
+        "method": method,
+        "path": path,
         "status": status,
         "outcome": result,
         "reason": reason,
         "key_id": key.key_id if key is not None else state.key_id,
         "key_name": key.name if key is not None else None,
-        "client": _cut(environ.get("REMOTE_ADDR")),
-        "user_agent": _cut(environ.get("HTTP_USER_AGENT")),
+        "client": client,
+        "user_agent": agent,
         "latency_ms": round((time.perf_counter() - state.started) * 1000, 3),
     }
 
@@ -91,27 +96,35 @@ def line(fields: dict[str, Any]) -> str:
     separators=(",", ":"))`` writes, byte for byte (a test holds it to that).
 
     Joined here, every string through the escaper ``json`` itself uses, because
-    ``json.dumps`` builds its encoder anew on every call, which cost more than the rest
-    of the line (measured: 2.9 µs against 1.9)."""
-    # The entry's values are strings, None, whole numbers and a finite float (repr is
-    # what json writes for those numbers); a comprehension, not a call per value.
+    ``json.dumps`` builds its encoder anew on every call. The fields a client's requests
+    share (all but the time, the request id and the latency) are written once per
+    distinct combination."""
     return (
-        "{"
-        + ",".join(
-            [
-                f'"{name}":{_quote(value) if value.__class__ is str else _other(value)}'
-                for name, value in fields.items()
-            ]
-        )
-        + "}"
+        f'{{"ts":{_json(fields["ts"])},"request_id":{_json(fields["request_id"])},'
+        f"{_shared(_SHARED(fields))},"
+        f'"latency_ms":{_json(fields["latency_ms"])}}}'
     )
 
 
-def _other(value: Any) -> str:
+#: The fields between ``request_id`` and ``latency_ms``, in the line's order.
+_SHARED_NAMES = FIELDS[2:-1]
+_SHARED = operator.itemgetter(*_SHARED_NAMES)
+
+
+@functools.lru_cache(maxsize=512)
+def _shared(values: tuple[Any, ...]) -> str:
+    return ",".join(
+        f'"{name}":{_json(value)}' for name, value in zip(_SHARED_NAMES, values, strict=True)
+    )
+
+
+def _json(value: Any) -> str:
+    # The entry's values are strings, None, whole numbers and a finite float (repr is
+    # what json writes for those numbers).
+    if value.__class__ is str:
+        return _quote(value)
     if value is None:
         return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
     return repr(value)
 
 
@@ -125,6 +138,16 @@ def timestamp(now: float) -> str:
 def _utc_second(second: int) -> str:
     # Formatting a datetime costs more than the rest of the timestamp: once per second.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+@functools.lru_cache(maxsize=512)
+def _described(
+    method: str | None, path: str, client: str | None, agent: str | None
+) -> tuple[str | None, str | None, str | None, str | None]:
+    # What the client sent, as the entry shows it: the same few values on most requests.
+    # Request ids (128), reasons, key ids and names (256) are short by construction; only
+    # what the client sends unchecked is cut.
+    return _cut(method), _cut(_text(path)), _cut(client), _cut(agent)
 
 
 def _cut(value: str | None) -> str | None:

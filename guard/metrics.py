@@ -36,7 +36,7 @@ from stores import KeyRecord, KeyStore
 from .config import GuardConfig
 from .context import RequestState
 from .errors import ConfigurationError
-from .ratelimit import Hit, Items, Reply, Window
+from .ratelimit import Hit, Plan, Reply, Window
 
 if TYPE_CHECKING:
     import prometheus_client
@@ -159,13 +159,14 @@ class Metrics:
         observe = self.limiter_seconds.observe
         errors = self.limiter_errors
 
-        def timed(names: tuple[str, ...], items: Items, identifier: str) -> Reply:
+        def timed(plan: Plan) -> Reply:
+            counter = plan[0].policy
             started = time.perf_counter()
             try:
-                reply = hit(names, items, identifier)
+                reply = hit(plan)
             except limits.errors.StorageError:
                 observe(time.perf_counter() - started)
-                errors.labels(names[0]).inc()
+                errors.labels(counter).inc()
                 raise
             sending = time.perf_counter() - started
 
@@ -174,7 +175,7 @@ class Metrics:
                 try:
                     return reply()
                 except limits.errors.StorageError:
-                    errors.labels(names[0]).inc()
+                    errors.labels(counter).inc()
                     raise
                 finally:
                     observe(sending + time.perf_counter() - reading)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import audit
-from .context import STATE, RequestState, request_id
+from .context import RUNNING, STATE, RequestState, request_id
 from .cors import Cors
 from .headers import SecurityHeaders
 from .pipeline import settle
@@ -53,6 +53,7 @@ class GuardMiddleware:
             self._add_headers(state, environ, headers)
             return start_response(status, headers, exc_info)
 
+        running = RUNNING.set(state)
         try:
             if self.start is not None:
                 self.start(environ, state)
@@ -62,6 +63,8 @@ class GuardMiddleware:
             state.error = type(exc).__name__
             self._finish(state, environ, 500)
             raise
+        finally:
+            RUNNING.reset(running)
         self._finish(state, environ, state.status or 500)
         return body
 

@@ -34,7 +34,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -151,10 +151,12 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     exception is logged on ``guard.errors`` with its traceback. It never becomes a 500
     that skipped the rest of the checks unnoticed, nor a pass-through.
     """
-    environ = request.environ
-    state: RequestState = environ[STATE]
+    # The request itself (the proxy's documented ``_get_current_object``): each attribute
+    # read through the proxy costs a context lookup, and the stages read several.
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    state: RequestState = current.environ[STATE]
     try:
-        return _stages(gs, state, environ)
+        return _stages(gs, state, current)
     except HTTPException:
         raise
     except Exception:
@@ -165,9 +167,8 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
             settle(state)
 
 
-def _stages(
-    gs: GuardState, state: RequestState, environ: WSGIEnvironment
-) -> ResponseReturnValue | None:
+def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseReturnValue | None:
+    environ = request.environ
     if https.due(environ, gs.config.force_https):
         redirect = https.redirect_to_https(request)
         if redirect is not None:

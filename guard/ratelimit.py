@@ -59,18 +59,14 @@ def headers(windows: Sequence[Window]) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
     if len(windows) == 1:  # the usual case, on every authenticated response
         (w,) = windows
-        policies = _policy_header(((w.policy, w.item),))
+        policies = f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}'
         state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
     else:
-        policies = _policy_header(tuple((w.policy, w.item) for w in windows))
+        policies = ", ".join(
+            f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}' for w in windows
+        )
         state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
-
-
-@functools.lru_cache(maxsize=256)
-def _policy_header(policies: tuple[tuple[str, RateLimitItem], ...]) -> str:
-    # The same few policies on every response: formatted once each.
-    return ", ".join(f'"{name}";q={item.amount};w={item.get_expiry()}' for name, item in policies)
 
 
 def retry_after(windows: Sequence[Window]) -> Headers:
@@ -93,11 +89,25 @@ def parse_limits(text: str) -> Items:
 
 #: Reads the windows of a hit already sent, in order (raises ``limits``' StorageError).
 Reply = Callable[[], tuple[Window, ...]]
-#: Sends one hit for ``identifier`` under each ``(name, item)``; gives how to read its
-#: reply. The first name says which counter it is (``key`` or ``failed-auth``).
-Hit = Callable[[tuple[str, ...], Items, str], Reply]
-#: What one hit counts: ``(policy name, item, storage key)`` for each limit.
-Plan = tuple[tuple[str, RateLimitItem, str], ...]
+
+
+class Counted(NamedTuple):
+    """One limit a hit counts."""
+
+    policy: str
+    item: RateLimitItem
+    identifier: str
+    #: ``limits``' own storage key for (item, policy, identifier).
+    key: str
+    #: The window's length in seconds.
+    expiry: int
+
+
+#: What one hit counts, limit by limit. The first policy names the counter (``key`` or
+#: ``failed-auth``).
+Plan = tuple[Counted, ...]
+#: Sends one hit under each limit of a plan; gives how to read its reply.
+Hit = Callable[[Plan], Reply]
 #: Counts one hit on each limit of a plan; gives how to read ``[(count, seconds left)]``.
 Counter = Callable[[Plan], Callable[[], list[tuple[int, int]]]]
 
@@ -133,8 +143,9 @@ class RateLimits:
         else:
             self.storage = limits.storage.storage_from_string(storage_url, **options)
         self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
-        self.default = parse_limits(default)
-        self.failures = parse_limits(failures)[0]
+        self.default = default
+        self.failures = failures
+        parse_limits(default)  # a bad setting fails here, not on the first request
         self.fail_open = fail_open
         self._count = self._counter()
         self._hit: Hit = self._hit_storage
@@ -150,9 +161,9 @@ class RateLimits:
     def send_key_hit(self, record: KeyRecord) -> Reply:
         """Count one request for ``record`` under each of its limits (or the default's):
         sent now, its reply read by :meth:`read`."""
-        items = parse_limits(record.rate_limit) if record.rate_limit else self.default
+        plan = _plan(self.storage, record.rate_limit or self.default, "key", record.key_id)
         try:
-            return self._hit(_policy_names(len(items)), items, record.key_id)
+            return self._hit(plan)
         except limits.errors.StorageError as exc:
             return _failed(exc)
 
@@ -188,22 +199,22 @@ class RateLimits:
             nothing: the request is refused anyway.
         """
         try:
-            (window,) = self._hit(("failed-auth",), (self.failures,), address)()
+            plan = _plan(self.storage, self.failures, "failed-auth", address)
+            (window,) = self._hit(plan)()
         except limits.errors.StorageError:
             return None
         return window if window.remaining == 0 else None
 
-    def _hit_storage(self, names: tuple[str, ...], items: Items, identifier: str) -> Reply:
-        plan = _plan(self.storage, names, items, identifier)
+    def _hit_storage(self, plan: Plan) -> Reply:
         if self._count is None:
-            done = tuple(self._generic(name, item, identifier) for name, item, _ in plan)
+            done = tuple(self._generic(limit) for limit in plan)
             return lambda: done
         answers = self._count(plan)
 
         def reply() -> tuple[Window, ...]:
             windows = []
-            for (name, item, _), (count, reset_in) in zip(plan, answers(), strict=True):
-                windows.append(_window(name, item, count, reset_in))
+            for limit, (count, reset_in) in zip(plan, answers(), strict=True):
+                windows.append(_window(limit.policy, limit.item, count, reset_in))
             return tuple(windows)
 
         return reply
@@ -219,41 +230,36 @@ class RateLimits:
             return _redis_counter(self.storage)
         return None
 
-    def _generic(self, policy: str, item: RateLimitItem, identifier: str) -> Window:
+    def _generic(self, limit: Counted) -> Window:
+        policy, item, identifier = limit.policy, limit.item, limit.identifier
         allowed = self.strategy.hit(item, policy, identifier)
         stats = self.strategy.get_window_stats(item, policy, identifier)
         return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
 
 
-@functools.lru_cache(maxsize=16)
-def _policy_names(count: int) -> tuple[str, ...]:
-    return ("key", *(f"key-{n}" for n in range(2, count + 1)))
-
-
 @functools.lru_cache(maxsize=4096)
 def _plan(
-    storage: limits.storage.Storage | AsyncStorage,
-    names: tuple[str, ...],
-    items: Items,
-    identifier: str,
+    storage: limits.storage.Storage | AsyncStorage, text: str, counter: str, identifier: str
 ) -> Plan:
-    # limits' own storage key for each (item, policy, identifier), prefixed as its
-    # storage does; a key sends a hit every request, and key_for builds the same string
-    # each time.
+    # Built once per (limits, identifier), from strings only: a key sends a hit every
+    # request, and hashing the ``limits`` items on each one cost more than the hit.
+    # Each limit is a policy of its own (``key``, ``key-2``, ...), counted under limits'
+    # own storage key for (item, policy, identifier), prefixed as its storage does.
     plan = []
-    for name, item in zip(names, items, strict=True):
+    for n, item in enumerate(parse_limits(text), start=1):
+        name = counter if n == 1 else f"{counter}-{n}"
         key = item.key_for(name, identifier)
         if isinstance(storage, limits.storage.RedisStorage):
             key = storage.prefixed_key(key)
-        plan.append((name, item, key))
+        plan.append(Counted(name, item, identifier, key, item.get_expiry()))
     return tuple(plan)
 
 
 def _memory_counter(storage: WindowCounters) -> Counter:
     def count(plan: Plan) -> Callable[[], list[tuple[int, int]]]:
         answers = []
-        for _, item, key in plan:
-            hits, ends = storage.count(key, item.get_expiry())
+        for limit in plan:
+            hits, ends = storage.count(limit.key, limit.expiry)
             answers.append((hits, _seconds_until(ends)))
         return lambda: answers
 
@@ -286,8 +292,8 @@ def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
         try:
             sent = [
                 send(
-                    [key for _, _, key in call],
-                    [value for _, item, _ in call for value in (item.get_expiry(), 1)],
+                    [limit.key for limit in call],
+                    [value for limit in call for value in (limit.expiry, 1)],
                 )
                 for call in calls
             ]

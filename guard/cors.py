@@ -40,6 +40,7 @@ _VARYING = (
     ("Access-Control-Request-Headers", "HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
     ("Access-Control-Request-Private-Network", "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"),
 )
+_ENVIRON_KEYS = tuple(key for _, key in _VARYING)
 
 
 class Cors:
@@ -83,7 +84,7 @@ class Cors:
     def headers_for(self, environ: WSGIEnvironment) -> Headers:
         if not self.allows(environ):
             return []
-        values = tuple(environ.get(key) for _, key in _VARYING)
+        values = tuple(map(environ.get, _ENVIRON_KEYS))
         return self._headers(environ["REQUEST_METHOD"], values)
 
     def is_preflight(self, environ: WSGIEnvironment) -> bool:

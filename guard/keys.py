@@ -117,6 +117,8 @@ class Keys:
         # Only valid tokens are added, so forged ones neither fill nor evict it; an entry
         # is used only while the record still holds the digest it was verified against.
         self._verified: BoundedCache[bytes, _Remembered] = BoundedCache(VERIFIED_CACHE_SIZE)
+        # The second each key was last noted in: a key is noted once a second at most.
+        self._noted: BoundedCache[str, int] = BoundedCache(VERIFIED_CACHE_SIZE)
 
     @classmethod
     def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
@@ -191,9 +193,17 @@ class Keys:
         self._uses.flush()
 
     def note_use(self, record: KeyRecord, now: float | None = None) -> None:
-        """Remember that ``record`` was used; stored in batches, off the request path."""
+        """Remember that ``record`` was used; stored in batches, off the request path.
+
+        Last use is kept to the second: a key's further uses in a second it was already
+        noted in change nothing (queueing one takes a lock; this is on every request)."""
+        now = self.clock() if now is None else now
+        second = int(now)
+        if self._noted.get(record.key_id) == (second,):
+            return
+        self._noted.put(record.key_id, second)
         # By key: one pending entry per key, however many requests it serves.
-        self._uses.add((record.key_id, self.clock() if now is None else now), record.key_id)
+        self._uses.add((record.key_id, now), record.key_id)
 
     def _record_uses(self, uses: list[tuple[str, float]]) -> None:
         self.store.touch(dict(uses))

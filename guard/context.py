@@ -38,7 +38,7 @@ def request_id(incoming: str | None) -> str:
     if incoming is not None and _REQUEST_ID.fullmatch(incoming):
         return incoming
     # Unique, not secret: the audit trail needs no CSPRNG call per request.
-    return f"{random.getrandbits(128):032x}"
+    return random.randbytes(16).hex()
 
 
 @dataclasses.dataclass(slots=True)

@@ -106,10 +106,9 @@ class Counted(NamedTuple):
 #: What one hit counts, limit by limit. The first policy names the counter (``key`` or
 #: ``failed-auth``).
 Plan = tuple[Counted, ...]
-#: Sends one hit under each limit of a plan; gives how to read its reply.
+#: Sends one hit under each limit of a plan (in one storage call where it can); gives
+#: how to read its reply.
 Hit = Callable[[Plan], Reply]
-#: Counts one hit on each limit of a plan; gives how to read ``[(count, seconds left)]``.
-Counter = Callable[[Plan], Callable[[], list[tuple[int, int]]]]
 
 
 class RateLimits:
@@ -147,8 +146,7 @@ class RateLimits:
         self.failures = failures
         parse_limits(default)  # a bad setting fails here, not on the first request
         self.fail_open = fail_open
-        self._count = self._counter()
-        self._hit: Hit = self._hit_storage
+        self._hit: Hit = self._counter()
         #: Whether a hit waits for a round trip (Redis), so sending it early pays.
         self.remote = isinstance(self.storage, limits.storage.RedisStorage)
 
@@ -205,36 +203,26 @@ class RateLimits:
             return None
         return window if window.remaining == 0 else None
 
-    def _hit_storage(self, plan: Plan) -> Reply:
-        if self._count is None:
-            done = tuple(self._generic(limit) for limit in plan)
-            return lambda: done
-        answers = self._count(plan)
+    def _counter(self) -> Hit:
+        """How to count a hit: a fixed-window hit and its window in one storage call;
+        other strategies through ``limits`` as they are."""
+        if isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
+            if isinstance(self.storage, WindowCounters):
+                return _memory_counter(self.storage)
+            if isinstance(self.storage, limits.storage.RedisStorage):
+                return _redis_counter(self.storage)
+        return self._generic
 
-        def reply() -> tuple[Window, ...]:
-            windows = []
-            for limit, (count, reset_in) in zip(plan, answers(), strict=True):
-                windows.append(_window(limit.policy, limit.item, count, reset_in))
-            return tuple(windows)
-
-        return reply
-
-    def _counter(self) -> Counter | None:
-        """How to count a fixed-window hit and learn its window in one storage call;
-        ``None`` for other strategies, which go through ``limits`` as they are."""
-        if not isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
-            return None
-        if isinstance(self.storage, WindowCounters):
-            return _memory_counter(self.storage)
-        if isinstance(self.storage, limits.storage.RedisStorage):
-            return _redis_counter(self.storage)
-        return None
-
-    def _generic(self, limit: Counted) -> Window:
-        policy, item, identifier = limit.policy, limit.item, limit.identifier
-        allowed = self.strategy.hit(item, policy, identifier)
-        stats = self.strategy.get_window_stats(item, policy, identifier)
-        return Window(policy, item, stats.remaining, _seconds_until(stats.reset_time), allowed)
+    def _generic(self, plan: Plan) -> Reply:
+        windows = []
+        for limit in plan:
+            policy, item, identifier = limit.policy, limit.item, limit.identifier
+            allowed = self.strategy.hit(item, policy, identifier)
+            stats = self.strategy.get_window_stats(item, policy, identifier)
+            reset_in = _seconds_until(stats.reset_time)
+            windows.append(Window(policy, item, stats.remaining, reset_in, allowed))
+        done = tuple(windows)
+        return lambda: done
 
 
 @functools.lru_cache(maxsize=4096)
@@ -255,13 +243,14 @@ def _plan(
     return tuple(plan)
 
 
-def _memory_counter(storage: WindowCounters) -> Counter:
-    def count(plan: Plan) -> Callable[[], list[tuple[int, int]]]:
-        answers = []
+def _memory_counter(storage: WindowCounters) -> Hit:
+    def count(plan: Plan) -> Reply:
+        windows = []
         for limit in plan:
             hits, ends = storage.count(limit.key, limit.expiry)
-            answers.append((hits, _seconds_until(ends)))
-        return lambda: answers
+            windows.append(_window(limit, hits, _seconds_until(ends)))
+        done = tuple(windows)
+        return lambda: done
 
     return count
 
@@ -273,7 +262,7 @@ def _failed(exc: limits.errors.StorageError) -> Reply:
     return reply
 
 
-def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
+def _redis_counter(storage: limits.storage.RedisStorage) -> Hit:
     client = storage.get_connection()
     send: Callable[[list[str], list[Any]], Callable[[], Any]]
     if isinstance(client, redis.Redis):
@@ -286,7 +275,7 @@ def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
             reply = script(keys, args)
             return lambda: reply
 
-    def count(plan: Plan) -> Callable[[], list[tuple[int, int]]]:
+    def count(plan: Plan) -> Reply:
         # On a Cluster the limits of a key live in different slots: one call each.
         calls = [plan] if isinstance(client, redis.Redis) else [(limit,) for limit in plan]
         try:
@@ -300,19 +289,22 @@ def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
 
-        def answers() -> list[tuple[int, int]]:
+        def reply() -> tuple[Window, ...]:
             replies: list[Any] = []
             try:
                 for read in sent:
                     replies.extend(read())
             except storage.base_exceptions as exc:
                 raise limits.errors.StorageError(exc) from exc
-            return [
-                (int(replies[i]), max(0, math.ceil(int(replies[i + 1]) / 1000)))
-                for i in range(0, len(replies), 2)
-            ]
+            # (count, milliseconds left) for each limit, in the plan's order.
+            return tuple(
+                _window(
+                    limit, int(replies[2 * n]), max(0, math.ceil(int(replies[2 * n + 1]) / 1000))
+                )
+                for n, limit in enumerate(plan)
+            )
 
-        return answers
+        return reply
 
     return count
 
@@ -320,8 +312,9 @@ def _redis_counter(storage: limits.storage.RedisStorage) -> Counter:
 _FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").read_bytes()
 
 
-def _window(policy: str, item: RateLimitItem, count: int, reset_in: int) -> Window:
-    return Window(policy, item, max(0, item.amount - count), reset_in, count <= item.amount)
+def _window(limit: Counted, count: int, reset_in: int) -> Window:
+    amount = limit.item.amount
+    return Window(limit.policy, limit.item, max(0, amount - count), reset_in, count <= amount)
 
 
 def _seconds_until(when: float) -> int:

@@ -129,7 +129,7 @@ def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
     state = RequestState("req-1")
     for now in (0.0, 1_800_000_000.9999, 1_800_000_059.0405):
         expected = datetime.datetime.fromtimestamp(now, datetime.UTC)
-        fields = audit.entry(state, {}, 200, now)
+        fields, _ = audit.entry(state, {}, 200, now)
         assert fields["ts"] == expected.isoformat(timespec="milliseconds")
 
 
@@ -137,8 +137,7 @@ def test_timestamps_are_utc_iso_8601_to_the_millisecond() -> None:
 def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, status: int) -> None:
     state = RequestState("req-1", outcome="denied", reason="revoked", key_id="00ff")
     environ = {"REQUEST_METHOD": method, "PATH_INFO": '/a"b\\c', "HTTP_USER_AGENT": agent}
-    fields = audit.entry(state, environ, status, 0.0)
-    line = audit.line(fields)
+    fields, line = audit.entry(state, environ, status, 0.0)
     cut = agent if len(agent) <= audit.MAX_VALUE_LENGTH else agent[: audit.MAX_VALUE_LENGTH] + "…"
     parsed = json.loads(line)
     assert {k: v for k, v in parsed.items() if k != "latency_ms"} == {
@@ -155,6 +154,7 @@ def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, st
         "user_agent": cut,
     }
     assert line == json.dumps(parsed, separators=(",", ":"))
+    assert parsed == fields  # the record's attributes and its message agree
     assert line.isascii() and "\n" not in line
     assert parsed["latency_ms"] >= 0
 

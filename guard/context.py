@@ -15,6 +15,7 @@ import dataclasses
 import random
 import re
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from flask import has_request_context, request
@@ -38,7 +39,7 @@ def request_id(incoming: str | None) -> str:
     if incoming is not None and _REQUEST_ID.fullmatch(incoming):
         return incoming
     # Unique, not secret: the audit trail needs no CSPRNG call per request.
-    return random.randbytes(16).hex()
+    return random.randbytes(16).hex()  # noqa: S311
 
 
 @dataclasses.dataclass(slots=True)
@@ -60,7 +61,7 @@ class RequestState:
     #: The protocol headers of the guard's refusal (``WWW-Authenticate``,
     #: ``Retry-After``, ``RateLimit*``): put back on the response if an app's own error
     #: handler rendered the refusal without them.
-    refusal_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    refusal_headers: Sequence[tuple[str, str]] = ()
     status: int = 0
     #: The exception that ended the request, when the view raised one.
     error: str | None = None

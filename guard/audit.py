@@ -107,7 +107,7 @@ class _Shared(NamedTuple):
     text: str
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def _shared(
     method: str | None,
     path: str,

@@ -157,3 +157,36 @@ def test_plain_http_in_production_needs_an_explicit_acknowledgement() -> None:
     production = Flask("y")
     production.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False, GUARD_ALLOW_PLAIN_HTTP=True)
     Guard(production)
+
+
+def test_a_streamed_body_sees_its_own_key_and_request_id(api: Api) -> None:
+    from flask import Response, stream_with_context
+
+    @api.app.get("/export")
+    @api.guard.require("orders:read")
+    def export() -> Response:
+        def rows() -> object:
+            # Runs after the view returned, while the server reads the body.
+            key = api.guard.current_key
+            yield f"{key.name if key else None},{api.guard.request_id}"
+
+        return Response(stream_with_context(rows()))
+
+    response = api.client.get("/export", headers=api.bearer(api.issue("alice")))
+    assert response.status_code == 200
+    assert response.text == f"alice,{response.headers['X-Request-ID']}"
+
+
+def test_a_request_made_inside_a_view_leaves_the_outer_request_its_own_key(api: Api) -> None:
+    other = Api()  # a second guarded app, called in-process from a view of the first
+    bob = other.issue("bob")
+
+    @api.app.get("/relay")
+    @api.guard.require("orders:read")
+    def relay() -> dict[str, object]:
+        inner = other.client.get("/orders", headers=other.bearer(bob))
+        key = api.guard.current_key
+        return {"inner": inner.json["key"], "outer": key.name if key else None}
+
+    response = api.client.get("/relay", headers=api.bearer(api.issue("alice")))
+    assert response.json == {"inner": "bob", "outer": "alice"}

@@ -53,18 +53,24 @@ class Window(NamedTuple):
     remaining: int
     reset_in: int
     allowed: bool
+    #: The policy's entry in ``RateLimit-Policy`` if formatted ahead (a key's windows:
+    #: once per plan, not on every response).
+    quota: str = ""
+
+
+def quota(policy: str, item: RateLimitItem) -> str:
+    """A policy's entry in the ``RateLimit-Policy`` header."""
+    return f'"{policy}";q={item.amount};w={item.get_expiry()}'
 
 
 def headers(windows: Sequence[Window]) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
     if len(windows) == 1:  # the usual case, on every authenticated response
         (w,) = windows
-        policies = f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}'
+        policies = w.quota or quota(w.policy, w.item)
         state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
     else:
-        policies = ", ".join(
-            f'"{w.policy}";q={w.item.amount};w={w.item.get_expiry()}' for w in windows
-        )
+        policies = ", ".join(w.quota or quota(w.policy, w.item) for w in windows)
         state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
 
@@ -101,6 +107,8 @@ class Counted(NamedTuple):
     key: str
     #: The window's length in seconds.
     expiry: int
+    #: Its entry in ``RateLimit-Policy``.
+    quota: str
 
 
 #: What one hit counts, limit by limit. The first policy names the counter (``key`` or
@@ -220,7 +228,7 @@ class RateLimits:
             allowed = self.strategy.hit(item, policy, identifier)
             stats = self.strategy.get_window_stats(item, policy, identifier)
             reset_in = _seconds_until(stats.reset_time)
-            windows.append(Window(policy, item, stats.remaining, reset_in, allowed))
+            windows.append(Window(policy, item, stats.remaining, reset_in, allowed, limit.quota))
         done = tuple(windows)
         return lambda: done
 
@@ -239,7 +247,7 @@ def _plan(
         key = item.key_for(name, identifier)
         if isinstance(storage, limits.storage.RedisStorage):
             key = storage.prefixed_key(key)
-        plan.append(Counted(name, item, identifier, key, item.get_expiry()))
+        plan.append(Counted(name, item, identifier, key, item.get_expiry(), quota(name, item)))
     return tuple(plan)
 
 
@@ -314,7 +322,9 @@ _FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").
 
 def _window(limit: Counted, count: int, reset_in: int) -> Window:
     amount = limit.item.amount
-    return Window(limit.policy, limit.item, max(0, amount - count), reset_in, count <= amount)
+    return Window(
+        limit.policy, limit.item, max(0, amount - count), reset_in, count <= amount, limit.quota
+    )
 
 
 def _seconds_until(when: float) -> int:

@@ -3,6 +3,8 @@ multiprocess mode, and summed in every scrape whichever worker answers it."""
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,13 +51,19 @@ def test_counts_are_summed_across_workers(redis_url: str, tmp_path: Path) -> Non
             statuses = sorted(pool.map(lambda t: get(f"{server.url}/orders", t), tokens))
         assert statuses == [200, 200, 200, 401, 429]
         # Each worker keeps its own file; the scrape, served by either, sums them. Until
-        # both have counted something, more health checks (exempt, counted apart).
-        for _ in range(50):
+        # both have counted something, more health checks (exempt, counted apart), each
+        # sent while the other worker is held on a request cut short: a sync worker serves
+        # one connection at a time, so the kernel cannot hand them all to one worker.
+        for _ in range(20):
             workers = {path.name for path in tmp_path.glob("counter_*.db")}
             if len(workers) == 2:
                 break
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda _: get(f"{server.url}/health"), range(4)))
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as held:
+                held.sendall(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n")
+                time.sleep(0.2)  # taken by one worker, which now waits for the rest
+                assert get(f"{server.url}/health") == 200
+                held.sendall(b"\r\n")
+                assert held.recv(64).startswith(b"HTTP/1.")
         assert len(workers) == 2
         counted = requests_total(f"{server.url}/metrics", scraper)
         assert counted[("allowed", "valid")] == 3

@@ -286,6 +286,21 @@ def test_uses_are_written_in_batches_one_per_key_with_the_last_time(
     assert store.last_used(bob.key_id) == 200.0
 
 
+def test_a_key_is_noted_once_a_second_and_each_key_on_its_own(
+    keys: Keys, store: CountingStore
+) -> None:
+    _, alice = keys.create("alice")
+    _, bob = keys.create("bob")
+    keys.note_use(alice, now=100.2)
+    keys.note_use(bob, now=100.3)  # another key, the same second: noted too
+    keys.note_use(alice, now=100.9)  # a second already noted: kept to the second
+    keys.flush_uses()
+    assert store.touches == [{alice.key_id: 100.2, bob.key_id: 100.3}]
+    keys.note_use(alice, now=101.0)  # the next second is noted again
+    keys.flush_uses()
+    assert store.last_used(alice.key_id) == 101.0
+
+
 def test_a_revocation_during_a_rotation_is_never_undone(keys: Keys) -> None:
     token, record = keys.create("alice")
     new_token, new, old = keys.prepare_rotation(record.key_id, grace=DAY)

@@ -41,10 +41,6 @@ Headers = list[tuple[str, str]]
 Items = tuple[RateLimitItem, ...]
 
 
-class LimiterUnavailable(Exception):
-    """The limiter's storage did not answer."""
-
-
 class Window(NamedTuple):
     """Where one identifier stands in one window of one policy."""
 
@@ -122,8 +118,8 @@ Hit = Callable[[Plan], Reply]
 class RateLimits:
     """The per-key limits and the failed-attempt count, on one storage.
 
-    When the storage is down, :class:`LimiterUnavailable` is raised (the request is
-    refused with 503) unless ``fail_open`` is set, in which case the limit is skipped.
+    When the storage is down the request is refused with 503, unless ``fail_open`` is
+    set, in which case the limit is skipped.
     Either way a limiter outage never skips authentication.
     """
 
@@ -166,34 +162,23 @@ class RateLimits:
 
     def send_key_hit(self, record: KeyRecord) -> Reply:
         """Count one request for ``record`` under each of its limits (or the default's):
-        sent now, its reply read by :meth:`read`."""
+        sent now, its reply read by calling what this returns (``limits``' StorageError
+        when the storage failed)."""
         plan = _plan(self.storage, record.rate_limit or self.default, "key", record.key_id)
         try:
             return self._hit(plan)
         except limits.errors.StorageError as exc:
             return _failed(exc)
 
-    def read(self, reply: Reply) -> tuple[Window, ...]:
-        """The windows of a hit sent.
-
-        :returns: the windows; empty when the storage failed and limits fail open.
-        :raises LimiterUnavailable: when the storage failed and limits fail closed.
-        """
-        try:
-            return reply()
-        except limits.errors.StorageError as exc:
-            if not self.fail_open:
-                raise LimiterUnavailable("rate limit storage did not answer") from exc
-        return ()
-
     def enforce(self, state: RequestState, record: KeyRecord, sent: Reply | None = None) -> None:
         """The rate-limit stage: count the request (or read the hit ``sent`` for it
         earlier), refuse it (429) over any limit, or (503) when the storage failed and
         limits fail closed."""
         try:
-            state.windows = self.read(sent or self.send_key_hit(record))
-        except LimiterUnavailable:
-            refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
+            state.windows = (sent or self.send_key_hit(record))()
+        except limits.errors.StorageError:
+            if not self.fail_open:
+                refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
         for window in state.windows:
             if not window.allowed:
                 refuse(state, RateLimited, "rate_limited", retry_after(state.windows))

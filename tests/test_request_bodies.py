@@ -166,3 +166,23 @@ def test_a_view_that_accepts_a_type_refuses_the_others_with_the_reason(
     assert response.status_code == 415
     [entry] = audited(caplog)
     assert (entry["status"], entry["reason"]) == (415, "unsupported_media_type")
+
+
+class Untouchable:
+    """An input stream the guard must leave alone: reading it would hang a real server
+    (an upgraded connection, say) or take what the view was to read."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("the guard read the input of a request that declares no body")
+
+
+@pytest.mark.parametrize("declared", [None, "", "0"])
+def test_a_request_that_declares_no_body_is_never_read(api: Api, declared: str | None) -> None:
+    # gunicorn marks every request's input terminated, whether it has a body or not.
+    environ = EnvironBuilder(path="/orders", headers=api.bearer(api.issue())).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    if declared is not None:
+        environ["CONTENT_LENGTH"] = declared
+    environ.update({"wsgi.input": Untouchable(), "wsgi.input_terminated": True})
+    _, status, _ = run_wsgi_app(api.app, environ)
+    assert status.startswith("200")

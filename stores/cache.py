@@ -39,7 +39,8 @@ class BoundedCache(Generic[K, V]):
         self.maxsize = maxsize
         self.ttl = ttl
         self._clock = clock
-        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        # key -> ((value,), expires): the 1-tuple a hit returns is made once, on put.
+        self._entries: OrderedDict[K, tuple[tuple[V], float]] = OrderedDict()
         self._lock = threading.Lock()
         #: Bumped by every invalidation, so a lookup that raced with one is not cached.
         self.generation = 0
@@ -50,7 +51,7 @@ class BoundedCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None or (self.ttl is not None and entry[1] <= self._clock()):
             return None
-        return (entry[0],)
+        return entry[0]
 
     def put(self, key: K, value: V, generation: int | None = None) -> None:
         """Cache ``value``; with ``generation``, only if nothing was invalidated since
@@ -61,7 +62,7 @@ class BoundedCache(Generic[K, V]):
         with self._lock:
             if generation is not None and generation != self.generation:
                 return
-            self._entries[key] = (value, expires)
+            self._entries[key] = ((value,), expires)
             self._entries.move_to_end(key)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)

@@ -49,9 +49,9 @@ class Window(NamedTuple):
     remaining: int
     reset_in: int
     allowed: bool
-    #: The policy's entry in ``RateLimit-Policy`` if formatted ahead (a key's windows:
-    #: once per plan, not on every response).
-    quota: str = ""
+    #: The policy's entry in ``RateLimit-Policy``, formatted once per policy and item
+    #: (by :func:`quota`), not on every response.
+    quota: str
 
 
 def quota(policy: str, item: RateLimitItem) -> str:
@@ -63,10 +63,10 @@ def headers(windows: Sequence[Window]) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
     if len(windows) == 1:  # the usual case, on every authenticated response
         (w,) = windows
-        policies = w.quota or quota(w.policy, w.item)
+        policies = w.quota
         state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
     else:
-        policies = ", ".join(w.quota or quota(w.policy, w.item) for w in windows)
+        policies = ", ".join(w.quota for w in windows)
         state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
 

@@ -21,7 +21,7 @@ from limits import RateLimitItem
 
 from stores.cache import BoundedCache
 
-from .ratelimit import Window
+from .ratelimit import Window, quota
 
 #: Policy name of the failed-attempt window in the ``RateLimit`` headers.
 POLICY = "failed-auth"
@@ -40,6 +40,7 @@ class FailureThrottle:
         self, item: RateLimitItem, maxsize: int = 10_000, clock: Callable[[], float] = time.time
     ) -> None:
         self.item = item
+        self._quota = quota(POLICY, item)
         self._clock = clock
         self._entries: BoundedCache[str, _Entry] = BoundedCache(maxsize)
         self._lock = threading.Lock()
@@ -52,7 +53,7 @@ class FailureThrottle:
         remaining = found[0].window_ends - self._clock()
         if remaining <= 0:
             return None
-        return Window(POLICY, self.item, 0, math.ceil(remaining), False)
+        return Window(POLICY, self.item, 0, math.ceil(remaining), False, self._quota)
 
     def count(self, address: str) -> None:
         """Count a failure the process judged alone; block past the limit."""

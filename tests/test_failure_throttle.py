@@ -11,6 +11,8 @@ from guard.throttle import POLICY, FailureThrottle
 from tests.conftest import Clock
 
 THREE_PER_MINUTE = limits.parse("3/minute")
+#: Its entry in the RateLimit-Policy header of a blocked address's 429.
+QUOTA = '"failed-auth";q=3;w=60'
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def test_an_address_is_blocked_at_exactly_the_limit_not_before(throttle: Failure
     throttle.count("10.0.0.1")
     assert throttle.blocked("10.0.0.1") is None
     throttle.count("10.0.0.1")
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 60, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 60, False, QUOTA)
 
 
 def test_failures_of_one_address_never_block_another(throttle: FailureThrottle) -> None:
@@ -44,7 +46,7 @@ def test_the_wait_counts_down_with_the_clock_rounded_up(
     for _ in range(3):
         throttle.count("10.0.0.1")
     clock.advance(20.5)
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 40, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 40, False, QUOTA)
 
 
 def test_the_block_ends_exactly_when_the_window_does(
@@ -53,7 +55,7 @@ def test_the_block_ends_exactly_when_the_window_does(
     for _ in range(3):
         throttle.count("10.0.0.1")
     clock.advance(59.5)
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False, QUOTA)
     clock.advance(0.5)
     assert throttle.blocked("10.0.0.1") is None
 
@@ -78,16 +80,16 @@ def test_failures_within_the_window_add_up(throttle: FailureThrottle, clock: Clo
     clock.advance(29)
     throttle.count("10.0.0.1")
     # The window started with the first failure: 1 s of it is left.
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False, QUOTA)
 
 
 def test_a_block_from_the_shared_limiter_lasts_the_seconds_it_gives(
     throttle: FailureThrottle, clock: Clock
 ) -> None:
     throttle.block("10.0.0.1", 30)
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 30, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 30, False, QUOTA)
     clock.advance(29.9)
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False, QUOTA)
     clock.advance(0.1)
     assert throttle.blocked("10.0.0.1") is None
 
@@ -96,7 +98,7 @@ def test_a_block_of_under_a_second_still_asks_for_a_one_second_wait(
     throttle: FailureThrottle,
 ) -> None:
     throttle.block("10.0.0.1", 0.5)
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 1, False, QUOTA)
 
 
 def test_a_blocked_address_stays_blocked_when_it_fails_again(
@@ -105,7 +107,7 @@ def test_a_blocked_address_stays_blocked_when_it_fails_again(
     throttle.count("10.0.0.1")
     throttle.block("10.0.0.1", 30)
     throttle.count("10.0.0.1")  # one failure of its own, far under the limit of 3
-    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 30, False)
+    assert throttle.blocked("10.0.0.1") == Window(POLICY, THREE_PER_MINUTE, 0, 30, False, QUOTA)
     clock.advance(30)
     assert throttle.blocked("10.0.0.1") is None
 

@@ -61,11 +61,11 @@ class GuardMiddleware:
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
             state.error = type(exc).__name__
-            self._finish(state, environ, 500)
+            state.status = 500
             raise
         finally:
             RUNNING.reset(running)
-        self._finish(state, environ, state.status or 500)
+            self._finish(state, environ, state.status or 500)
         return body
 
     def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:

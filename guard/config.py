@@ -16,9 +16,8 @@ from typing import Any
 import limits
 import limits.strategies
 
+from guard.errors import ConfigurationError
 from stores import EnvStore, InvalidStoreURL
-
-from .errors import ConfigurationError
 
 PREFIX = "GUARD_"
 #: An exact origin: scheme, host name (letters, digits, dots, hyphens), optional port.

@@ -21,14 +21,12 @@ A refusal tells the client no more than it needs: every bad token is the same
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
-
-    from .context import RequestState
 
 #: Seconds a client is told to wait when the store or limiter is down.
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -122,33 +120,6 @@ class GuardUnavailable(RequestRejected):
     code = 503
     error = "unavailable"
     message = "The service cannot check credentials right now: retry shortly."
-
-
-def refusal(
-    state: RequestState | None,
-    kind: type[RequestRejected],
-    reason: str,
-    headers: list[tuple[str, str]] | None = None,
-) -> RequestRejected:
-    """The refusal of the current request, its outcome noted for the audit entry.
-
-    Its protocol headers are also kept on the request's state, so they reach the client
-    even when an app's own error handler renders the refusal.
-    """
-    if state is not None:
-        state.outcome, state.reason = "denied", reason
-        state.refusal_headers = list(headers or [])
-    return kind(reason, request_id=state.request_id if state else "", headers=headers)
-
-
-def refuse(
-    state: RequestState | None,
-    kind: type[RequestRejected],
-    reason: str,
-    headers: list[tuple[str, str]] | None = None,
-) -> NoReturn:
-    """Raise the :func:`refusal` of the current request."""
-    raise refusal(state, kind, reason, headers)
 
 
 def retry_later() -> list[tuple[str, str]]:

@@ -1,10 +1,10 @@
 """The Flask extension: builds the guard's parts from the settings and wires them in.
 
 ``init_app`` installs three things on the app, all through Flask's public API: the WSGI
-layer (:mod:`guard.middleware`: request id, response headers, audit entry), one
-before-request hook running the stages in order (:mod:`guard.pipeline`), and error
+layer (:mod:`guard._request.middleware`: request id, response headers, audit entry), one
+before-request hook running the stages in order (:mod:`guard._request.pipeline`), and error
 handlers that answer in the guard's JSON shape. The decorators mark what a view (or a
-blueprint) asks of the guard (:mod:`guard.scopes`).
+blueprint) asks of the guard (:mod:`guard._request.policy`).
 """
 
 from __future__ import annotations
@@ -23,32 +23,33 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from stores import KeyRecord
-
-from . import audit, pipeline, scopes
-from . import metrics as guard_metrics
-from .audit_stream import RedisStreamHandler
-from .auth import Authenticator
-from .config import GuardConfig
-from .context import RequestState, current
-from .cors import Cors
-from .errors import (
+from guard._counting.plan import parse_limits
+from guard._request import pipeline
+from guard._request import policy as scopes
+from guard._request.auth import Authenticator
+from guard._request.cors import Cors
+from guard._request.middleware import GuardMiddleware
+from guard._request.pipeline import GuardState
+from guard._request.rate_limits import RateLimits
+from guard._request.security_headers import SecurityHeaders
+from guard._request.state import RequestState, current, refusal
+from guard._request.throttle import FailureThrottle
+from guard.config import GuardConfig
+from guard.errors import (
     ConfigurationError,
     GuardUnavailable,
     PayloadTooLarge,
     RateLimited,
     RequestRejected,
-    refusal,
     retry_later,
 )
-from .headers import SecurityHeaders
-from .keys import Keys
-from .logs import current_request_id
-from .middleware import GuardMiddleware
-from .pipeline import GuardState
-from .ratelimit import RateLimits, parse_limits
-from .report import Report
-from .throttle import FailureThrottle
+from guard.keys.lifecycle import Keys
+from guard.observability import audit
+from guard.observability import metrics as guard_metrics
+from guard.observability.audit_stream import RedisStreamHandler
+from guard.observability.logs import current_request_id
+from guard.observability.report import Report
+from stores import KeyRecord
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -167,10 +168,10 @@ class Guard:
         flask-smorest ``Api`` or an apispec ``APISpec`` (before their paths are added;
         ``app`` is needed for the last two outside an app context). The framework's
         documentation pages become reachable without a key unless ``exempt_docs`` is
-        false. Needs the ``openapi`` extra (apispec); see :mod:`guard.openapi`."""
-        from .openapi import document  # apispec is an optional dependency
+        false. Needs the ``openapi`` extra (apispec); see :mod:`guard.integrations.openapi`."""
+        from guard.integrations.openapi import document  # apispec is an optional dependency
 
-        document(self, target, app=app, exempt_docs=exempt_docs)
+        document(target, app=app, exempt_docs=exempt_docs)
 
     # -- for views -------------------------------------------------------------------
 

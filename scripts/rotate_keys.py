@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from guard.cli import cli
+from guard.cli.commands import cli
 
 if __name__ == "__main__":
     cli(["keys", "rotate-due", *sys.argv[1:]], prog_name="rotate_keys.py")

@@ -16,9 +16,10 @@ from .errors import KeyNotFound as KeyNotFound
 from .errors import ReadOnlyStore as ReadOnlyStore
 from .errors import StoreError as StoreError
 from .errors import StoreUnavailable as StoreUnavailable
-from .factory import SCHEMES as SCHEMES
 from .factory import from_url as from_url
 from .memory import MemoryStore as MemoryStore
+from .registry import schemes as schemes
+from .registry import store_class as store_class
 
 if TYPE_CHECKING:
     from .redis import RedisStore as RedisStore

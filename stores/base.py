@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from . import registry
 from .errors import Conflict, InvalidRecord, KeyNotFound
 
 
@@ -159,12 +160,29 @@ class KeyStore(abc.ABC):
     never returns a guess. Subclasses implement the four abstract methods.
     """
 
-    #: URL schemes this store is built from by :func:`stores.from_url`.
+    #: URL schemes this store is built from by :func:`stores.from_url`: a subclass that
+    #: declares them is registered for them (:mod:`stores.registry`).
     schemes: ClassVar[tuple[str, ...]] = ()
     #: Whether :meth:`save` is refused at run time.
     read_only: ClassVar[bool] = False
     #: Whether what is saved outlives the process that saved it (``memory://`` does not).
     persistent: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "schemes" in cls.__dict__:
+            registry.register(cls, cls.schemes)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> KeyStore:
+        """The store ``url`` names (its scheme is one of :attr:`schemes`).
+
+        :param options: the guard's store settings (``prefix``, ``timeout``,
+            ``cache_ttl``); a store takes those it has a use for. This one takes none.
+        :raises InvalidStoreURL: for a URL the store cannot use.
+        """
+        # The in-process stores take the URL alone; a store with settings overrides this.
+        return cls(url)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def get(self, key_id: str) -> KeyRecord | None:

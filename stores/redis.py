@@ -41,8 +41,7 @@ from redis.retry import Retry
 
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
-from .errors import Conflict, InvalidRecord, StoreUnavailable
-from .factory import REDIS_SCHEMES
+from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +141,15 @@ def cluster_prefix(prefix: str) -> str:
 class RedisStore(KeyStore):
     """Keys in Redis, read through a process-local cache kept fresh by pub/sub."""
 
-    schemes = REDIS_SCHEMES
+    schemes = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """The store at ``url``; ``options`` are those of the constructor."""
+        try:
+            return cls(url, **options)
+        except ValueError as exc:  # redis-py's complaint about the URL itself
+            raise InvalidStoreURL(f"{url!r}: {exc}") from None
 
     def __init__(
         self,

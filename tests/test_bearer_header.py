@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from guard.auth import MAX_HEADER_LENGTH, MalformedCredentials, MissingCredentials, bearer_token
+from guard._request.auth import (
+    MAX_HEADER_LENGTH,
+    MalformedCredentials,
+    MissingCredentials,
+    bearer_token,
+)
 
 
 @pytest.mark.parametrize(

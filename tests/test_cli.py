@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from guard import Keys, Reason, TokenCodec
-from guard.cli import cli
+from guard.cli.commands import cli
 from stores import KeyRecord, MemoryStore, RedisStore
 from stores.env import render_records
 from tests.conftest import PEPPER, SECRET, Clock

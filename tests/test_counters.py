@@ -7,7 +7,7 @@ import threading
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
-from guard.counters import SWEEP_INTERVAL, WindowCounters
+from guard._counting.memory import SWEEP_INTERVAL, WindowCounters
 from tests.conftest import Clock
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from guard import Keys, TokenCodec
-from guard.cli import cli
+from guard.cli.commands import cli
 from stores import EnvStore, KeyRecord
 from stores.env import parse_records, render_records
 from stores.envfile import read_variable, write_variable

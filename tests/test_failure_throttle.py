@@ -6,8 +6,8 @@ from __future__ import annotations
 import limits
 import pytest
 
-from guard.ratelimit import Window
-from guard.throttle import POLICY, FailureThrottle
+from guard._counting.plan import Window
+from guard._request.throttle import POLICY, FailureThrottle
 from tests.conftest import Clock
 
 THREE_PER_MINUTE = limits.parse("3/minute")

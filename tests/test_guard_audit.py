@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard import audit
-from guard.context import RequestState
+from guard._request.state import RequestState
+from guard.observability import audit
 from tests.conftest import Api
 
 

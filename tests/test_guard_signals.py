@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from blinker import Signal
 
-from guard import signals
+import guard
+from guard import request_refused
 from stores import KeyRecord
 from tests.conftest import Api
 
@@ -23,12 +24,12 @@ def received() -> Iterator[dict[str, Received]]:
     connected: dict[str, Received] = {}
     names = ("request_authenticated", "request_refused", "key_revoked", "key_rotated")
     for name in names:
-        signal: Signal = getattr(signals, name)
+        signal: Signal = getattr(guard, name)
         connected[name] = Received()
         signal.connect(connected[name])
     yield connected
     for name in names:
-        getattr(signals, name).disconnect(connected[name])
+        getattr(guard, name).disconnect(connected[name])
 
 
 def test_an_authenticated_request_is_signalled_once_with_its_key(
@@ -66,12 +67,12 @@ def test_exempt_requests_without_a_key_signal_nothing(
 def test_signals_are_sent_only_for_the_app_a_receiver_connected_to() -> None:
     first, second = Api(), Api()
     seen = Received()
-    signals.request_refused.connect(seen, sender=first.app)
+    request_refused.connect(seen, sender=first.app)
     try:
         first.client.get("/orders")
         second.client.get("/orders")
     finally:
-        signals.request_refused.disconnect(seen)
+        request_refused.disconnect(seen)
     assert [sender for sender, _ in seen] == [first.app]
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import guard.keys
-from guard import GuardConfig, Keys, TokenCodec, signals
-from guard.keys import WRITE_ATTEMPTS, Reason
-from guard.tokens import MAX_TOKEN_LENGTH
+import guard.keys.lifecycle
+from guard import GuardConfig, Keys, TokenCodec, key_revoked
+from guard.keys.lifecycle import WRITE_ATTEMPTS, Reason
+from guard.keys.tokens import MAX_TOKEN_LENGTH
 from stores import Conflict, InvalidRecord, KeyRecord, MemoryStore, StoreUnavailable
 from tests.conftest import BASE_CONFIG, PEPPER, SECRET, Clock
 
@@ -307,7 +307,7 @@ def test_a_revocation_is_signalled_by_the_keys_that_made_it() -> None:
     def hear(sender: object, key: KeyRecord) -> None:
         heard.append((sender, key))
 
-    with signals.key_revoked.connected_to(hear, sender=keys):
+    with key_revoked.connected_to(hear, sender=keys):
         revoked = keys.revoke(record.key_id)
     assert heard == [(keys, revoked)]
 
@@ -356,7 +356,7 @@ def test_last_use_times_lost_to_an_outage_are_dropped_not_raised() -> None:
 def test_last_use_times_reach_the_store_in_the_background(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guard.keys, "USE_FLUSH_INTERVAL", 0.01)
+    monkeypatch.setattr(guard.keys.lifecycle, "USE_FLUSH_INTERVAL", 0.01)
     keys = make()
     _, record = keys.create("a")
     keys.note_use(record, now=5.0)

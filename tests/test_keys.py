@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-import guard.keys
+import guard.keys.lifecycle
 from guard import Keys, KeyStateError, Reason, TokenCodec
 from stores import Conflict, KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
 from tests.conftest import Clock
@@ -187,7 +187,7 @@ def test_a_verified_token_is_checked_again_once_its_record_holds_another_digest(
 def test_forged_tokens_neither_fill_nor_evict_the_verified_tokens(
     store: CountingStore, codec: TokenCodec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(guard.keys, "VERIFIED_CACHE_SIZE", 2)
+    monkeypatch.setattr(guard.keys.lifecycle, "VERIFIED_CACHE_SIZE", 2)
     keys = Keys(store, codec)
     token, _ = keys.create("alice")
     keys.verify(token)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from guard import Guard, signals
+from guard import Guard, key_revoked, request_refused
 from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
 from tests.test_guard_metrics import requests_total, samples, three_allowed_and_two_refused
 
@@ -89,8 +89,8 @@ def test_the_signals_example_hears_refusals_and_revocations(
         with app.app_context():
             guard.keys.revoke(record.key_id)
     finally:
-        signals.request_refused.disconnect(namespace["note_refusal"])
-        signals.key_revoked.disconnect(namespace["announce"])
+        request_refused.disconnect(namespace["note_refusal"])
+        key_revoked.disconnect(namespace["announce"])
     request_id = refused.headers["X-Request-ID"]
     assert f"refused {request_id}: no_credentials" in caplog.messages
     assert capsys.readouterr().out == f"key {record.key_id} (alice) revoked\n"

@@ -11,7 +11,7 @@ import pytest
 from itsdangerous import Signer
 
 from guard import TokenCodec
-from guard.tokens import MAX_TOKEN_LENGTH, SALT, BadToken
+from guard.keys.tokens import MAX_TOKEN_LENGTH, SALT, BadToken
 from stores import KeyRecord
 from tests.conftest import PEPPER, SECRET
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard import TokenCodec
-from guard.tokens import BadToken
+from guard.keys.tokens import BadToken
 from stores import KeyRecord
 from tests.conftest import PEPPER, SECRET
 

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask, Response
 
 from guard import Guard
-from guard.docs_csp import DOCS_CSP, pin_inline_scripts, pinned
+from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts, pinned
 from tests.conftest import LOCAL_CONFIG
 from tests.frameworks.test_openapi import apiflask_app, smorest_app
 

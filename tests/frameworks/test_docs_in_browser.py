@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 from flask_swagger_ui import get_swaggerui_blueprint
 
-from guard.docs_csp import DOCS_CSP, pin_inline_scripts
+from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
 from tests.frameworks.test_openapi import smorest_app
 from tests.frameworks.test_readme_examples import readme_files
 from tests.redis_server import require_binary

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from guard import audit
-from guard.audit_stream import RedisStreamHandler
+from guard.observability import audit
+from guard.observability.audit_stream import RedisStreamHandler
 from tests.conftest import Api
 from tests.redis_server import RedisServer
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from guard import Keys, TokenCodec, audit
-from guard.audit_stream import RedisStreamHandler
+from guard import Keys, TokenCodec
+from guard.observability import audit
+from guard.observability.audit_stream import RedisStreamHandler
 from stores import RedisStore
 from tests.conftest import PEPPER, SECRET, Api
 

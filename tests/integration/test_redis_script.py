@@ -12,7 +12,7 @@ import pytest
 import redis
 from redis.exceptions import NoScriptError
 
-from guard.redis_script import DirectScript
+from guard._counting.direct_script import DirectScript
 
 pytestmark = pytest.mark.redis
 
@@ -136,7 +136,7 @@ def test_a_forked_child_opens_its_own_connection(client: redis.Redis) -> None:
     assert count.run(["hits"], [1]) == 3  # the parent's connection was left alone
 
 
-# The redis-py connection API DirectScript relies on (see guard/redis_script.py): these
+# The redis-py connection API DirectScript relies on (see guard/_counting/direct_script.py): these
 # fail on a redis-py release that changes it, before a request does.
 
 

@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from guard import Keys, KeyStateError, TokenCodec
-from guard.cli import cli
+from guard.cli.commands import cli
 from stores import EnvStore, KeyNotFound, KeyStore, MemoryStore, RedisStore
 from stores.env import render_records
 from tests.conftest import PEPPER, SECRET, Api

@@ -27,7 +27,7 @@ import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .context import RequestState
+from guard._request.state import RequestState
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

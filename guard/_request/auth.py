@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import re
 
-from stores import KeyRecord
-
-from .context import RequestState
-from .errors import (
+from guard._request.rate_limits import RateLimits, retry_after
+from guard._request.state import RequestState, refuse
+from guard._request.throttle import FailureThrottle
+from guard.errors import (
     AuthenticationRequired,
     GuardUnavailable,
     InvalidRequest,
     InvalidToken,
     RateLimited,
-    refuse,
     retry_later,
 )
-from .keys import Keys, Reason, Verdict
-from .ratelimit import RateLimits, retry_after
-from .throttle import FailureThrottle
+from guard.keys.lifecycle import Keys, Reason, Verdict
+from stores import KeyRecord
 
 #: ``Bearer`` (any case), one or more spaces, a b64token: nothing else is a credential.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")

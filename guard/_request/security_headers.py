@@ -8,7 +8,7 @@ Content-Security-Policy (``@guard.headers(csp=...)``, e.g. an HTML docs page) ge
 own pair, made the same way the first time it is needed.
 
 Talisman's own HTTPS redirect is off: it trusts ``X-Forwarded-Proto`` from any client.
-The guard redirects in :mod:`guard.https`.
+The guard redirects in :mod:`guard._request.https`.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, request
 
-from .body import check_content_type
-from .context import current
-from .errors import InsufficientScope, refuse
+from guard._request.body import check_content_type
+from guard._request.state import PROTECTED, Policy, current, refuse
+from guard.errors import InsufficientScope
 
 View = TypeVar("View", bound=Callable[..., Any])
 Target = TypeVar("Target", bound=Callable[..., Any] | Blueprint)
@@ -35,20 +35,6 @@ Target = TypeVar("Target", bound=Callable[..., Any] | Blueprint)
 #: The attribute holding a view's (or a blueprint's) policy. In the function's
 #: ``__dict__``, so ``functools.wraps`` carries it to decorators above.
 ATTRIBUTE = "guard_policy"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Policy:
-    exempt: bool = False
-    scopes: frozenset[str] = frozenset()
-    #: Content types this view takes instead of ``GUARD_CONTENT_TYPES``.
-    content_types: tuple[str, ...] | None = None
-    #: A Content-Security-Policy for this view's responses instead of the API's.
-    csp: str | None = None
-
-
-#: The policy of views with no decorator, and of requests that match no view.
-PROTECTED = Policy()
 
 
 def mark(target: Target, **changes: Any) -> Target:

@@ -15,8 +15,8 @@ from typing import IO
 
 from flask import Request
 
-from .context import RequestState, current
-from .errors import PayloadTooLarge, UnsupportedMediaType, refuse
+from guard._request.state import RequestState, current, refuse
+from guard.errors import PayloadTooLarge, UnsupportedMediaType
 
 
 def check_body(state: RequestState, request: Request, cap: int, accepted: tuple[str, ...]) -> None:

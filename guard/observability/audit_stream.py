@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .audit import keep_enabled
-from .batch import Batcher
+from guard._batch import Batcher
+from guard.observability.audit import keep_enabled
 
 unsent = logging.getLogger("guard.unsent_audit")
 

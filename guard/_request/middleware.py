@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import audit
-from .context import RUNNING, STATE, RequestState, request_id
-from .cors import Cors
-from .headers import SecurityHeaders
-from .pipeline import settle
-from .ratelimit import headers as ratelimit_headers
+from guard._request.cors import Cors
+from guard._request.pipeline import settle
+from guard._request.rate_limits import headers as ratelimit_headers
+from guard._request.security_headers import SecurityHeaders
+from guard._request.state import RUNNING, STATE, RequestState, request_id
+from guard.observability import audit
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: Work done once the request is over, after its audit entry (metrics, signals), with
 #: the status the client got.
 Report = Callable[[RequestState, "WSGIEnvironment", int], None]
-#: The pipeline's first step, before the app runs (:func:`guard.pipeline.start`).
+#: The pipeline's first step, before the app runs (:func:`guard._request.pipeline.start`).
 Start = Callable[["WSGIEnvironment", RequestState], None]
 
 

@@ -2,7 +2,7 @@
 
 An app alerts, counts or logs on them without parsing the audit trail::
 
-    from guard.signals import request_refused
+    from guard import request_refused
 
     @request_refused.connect_via(app)
     def on_refused(app, reason, **extra): ...

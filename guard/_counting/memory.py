@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import limits.storage
 
+from guard._counting.plan import Hit, Plan, Reply, seconds_until, window
+
 #: Seconds between sweeps of expired counters.
 SWEEP_INTERVAL = 1.0
 
@@ -80,3 +82,15 @@ class WindowCounters(limits.storage.Storage):
         for key in expired:
             del self._windows[key]
         self._next_sweep = now + SWEEP_INTERVAL
+
+
+def counter(storage: WindowCounters) -> Hit:
+    def count(plan: Plan) -> Reply:
+        windows = []
+        for limit in plan:
+            hits, ends = storage.count(limit.key, limit.expiry)
+            windows.append(window(limit, hits, seconds_until(ends)))
+        done = tuple(windows)
+        return lambda: done
+
+    return count

@@ -5,13 +5,13 @@ go on, answers it (a redirect, a preflight), or refuses it by raising a
 :class:`~guard.errors.RequestRejected`, which Flask renders through the app's error
 handlers::
 
-    1  https       plain HTTP is redirected to HTTPS                  guard.https
-    2  cors        a preflight from an allowed origin is answered     guard.cors
-    3  policy      an exempt view needs nothing more                  guard.scopes
-    4  auth        failed-attempt throttle, Bearer token, its key     guard.auth
-    5  ratelimit   the key's limits                                   guard.ratelimit
-    6  body        size and content type                              guard.body
-    7  scopes      checked by the view's own wrapper when it is called guard.scopes
+    1  https       plain HTTP is redirected to HTTPS                  https.py
+    2  cors        a preflight from an allowed origin is answered     cors.py
+    3  policy      an exempt view needs nothing more                  policy.py
+    4  auth        failed-attempt throttle, Bearer token, its key     auth.py
+    5  ratelimit   the key's limits                                   rate_limits.py
+    6  body        size and content type                              body.py
+    7  scopes      checked by the view's own wrapper when it is called policy.py
 
 On Redis-backed limits one step comes first, :func:`start`: the WSGI layer calls it
 before Flask builds its request context, and for a request that will reach the
@@ -22,7 +22,7 @@ an idle machine: the Redis path took 150 µs more per request waited for than se
 It decides nothing: the auth stage takes its verdict and the rate-limit stage reads its
 reply, in their order; whatever it sent is read before the view runs (:func:`settle`).
 
-Around the pipeline, the WSGI layer (:mod:`guard.middleware`) opens each request's state
+Around the pipeline, the WSGI layer (:mod:`guard._request.middleware`) opens each request's state
 and request id, adds the security, CORS and rate-limit headers to every response, and
 writes the audit entry.
 """
@@ -38,19 +38,23 @@ from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from guard._request import https
+from guard._request import policy as scopes
+from guard._request.auth import (
+    Authenticator,
+    MalformedCredentials,
+    MissingCredentials,
+    bearer_token,
+)
+from guard._request.body import check_body
+from guard._request.cors import Cors
+from guard._request.rate_limits import RateLimits
+from guard._request.security_headers import SecurityHeaders
+from guard._request.state import STATE, Policy, RequestState, Started, refuse
+from guard.config import GuardConfig
+from guard.errors import GuardUnavailable, retry_later
+from guard.keys.lifecycle import Keys
 from stores.cache import BoundedCache
-
-from . import https, scopes
-from .auth import Authenticator, MalformedCredentials, MissingCredentials, bearer_token
-from .body import check_body
-from .config import GuardConfig
-from .context import STATE, RequestState
-from .cors import Cors
-from .errors import GuardUnavailable, refuse, retry_later
-from .headers import SecurityHeaders
-from .keys import Keys, Verdict
-from .ratelimit import RateLimits, Reply
-from .scopes import Policy
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -81,16 +85,6 @@ class GuardState:
         policy = scopes.for_endpoint(current_app if app is None else app, endpoint)
         self.policies.put(endpoint, policy)
         return policy
-
-
-@dataclasses.dataclass(slots=True)
-class Started:
-    """What :func:`start` did for a request: the header it read, the token's verdict,
-    and the key's hit, sent and not read yet (``None`` once read)."""
-
-    header: str
-    verdict: Verdict
-    reply: Reply | None
 
 
 def start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestState) -> None:

@@ -16,16 +16,14 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from flask import has_request_context, request
 
+from guard._counting.plan import Reply, Window
+from guard.errors import RequestRejected
+from guard.keys.lifecycle import Verdict
 from stores import KeyRecord
-
-if TYPE_CHECKING:
-    from .pipeline import Started
-    from .ratelimit import Window
-    from .scopes import Policy
 
 #: Where the request's :class:`RequestState` lives in the WSGI environ.
 STATE = "guard.state"
@@ -42,6 +40,30 @@ def request_id(incoming: str | None) -> str:
     return random.randbytes(16).hex()  # noqa: S311
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    exempt: bool = False
+    scopes: frozenset[str] = frozenset()
+    #: Content types this view takes instead of ``GUARD_CONTENT_TYPES``.
+    content_types: tuple[str, ...] | None = None
+    #: A Content-Security-Policy for this view's responses instead of the API's.
+    csp: str | None = None
+
+
+#: The policy of views with no decorator, and of requests that match no view.
+PROTECTED = Policy()
+
+
+@dataclasses.dataclass(slots=True)
+class Started:
+    """What :func:`start` did for a request: the header it read, the token's verdict,
+    and the key's hit, sent and not read yet (``None`` once read)."""
+
+    header: str
+    verdict: Verdict
+    reply: Reply | None
+
+
 @dataclasses.dataclass(slots=True)
 class RequestState:
     request_id: str
@@ -54,7 +76,7 @@ class RequestState:
     key_id: str | None = None
     outcome: str = "allowed"
     reason: str = "valid"
-    #: What the pipeline's first step did before Flask ran (:func:`guard.pipeline.start`).
+    #: What the pipeline's first step did before Flask ran (:func:`guard._request.pipeline.start`).
     early: Started | None = None
     #: Where the key stands in each of its rate-limit windows.
     windows: tuple[Window, ...] = ()
@@ -68,7 +90,7 @@ class RequestState:
 
 
 #: The state of the request the WSGI layer is running the app for, on this thread or
-#: greenlet (set and reset by :class:`guard.middleware.GuardMiddleware`).
+#: greenlet (set and reset by :class:`guard._request.middleware.GuardMiddleware`).
 RUNNING: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
     "guard.running", default=None
 )
@@ -80,3 +102,30 @@ def current() -> RequestState | None:
     if state is None and has_request_context():
         state = request.environ.get(STATE)
     return state
+
+
+def refusal(
+    state: RequestState | None,
+    kind: type[RequestRejected],
+    reason: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> RequestRejected:
+    """The refusal of the current request, its outcome noted for the audit entry.
+
+    Its protocol headers are also kept on the request's state, so they reach the client
+    even when an app's own error handler renders the refusal.
+    """
+    if state is not None:
+        state.outcome, state.reason = "denied", reason
+        state.refusal_headers = list(headers or [])
+    return kind(reason, request_id=state.request_id if state else "", headers=headers)
+
+
+def refuse(
+    state: RequestState | None,
+    kind: type[RequestRejected],
+    reason: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> NoReturn:
+    """Raise the :func:`refusal` of the current request."""
+    raise refusal(state, kind, reason, headers)

@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 import stores
+from guard._batch import Batcher
+from guard.config import GuardConfig
+from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
+from guard.observability import signals
 from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
 from stores.cache import BoundedCache
-
-from . import signals
-from .batch import Batcher
-from .config import GuardConfig
-from .tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 
 #: Seconds between writes of last-use times to the store, per process.
 USE_FLUSH_INTERVAL = 10.0

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import audit
-from .context import RequestState
-from .signals import request_authenticated, request_refused
+from guard._request.state import RequestState
+from guard.observability import audit
+from guard.observability.signals import request_authenticated, request_refused
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from flask import Flask
 
-    from .metrics import Metrics
+    from guard.observability.metrics import Metrics
 
 
 class Report:

@@ -12,7 +12,7 @@ import logging
 
 from flask import has_request_context
 
-from .context import current
+from guard._request.state import current
 
 #: ``request_id`` of records logged outside a request.
 NO_REQUEST = "-"

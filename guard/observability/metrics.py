@@ -31,12 +31,11 @@ import limits.errors
 from flask import Response, request
 
 import stores
+from guard._counting.plan import Hit, Plan, Reply, Window
+from guard._request.state import RequestState
+from guard.config import GuardConfig
+from guard.errors import ConfigurationError
 from stores import KeyRecord, KeyStore
-
-from .config import GuardConfig
-from .context import RequestState
-from .errors import ConfigurationError
-from .ratelimit import Hit, Plan, Reply, Window
 
 if TYPE_CHECKING:
     import prometheus_client

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from flask import Request, current_app, redirect
 from werkzeug.wrappers import Response
 
-from . import testing
+from guard.integrations import testing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

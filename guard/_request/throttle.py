@@ -19,9 +19,8 @@ from typing import NamedTuple
 
 from limits import RateLimitItem
 
+from guard._counting.plan import Window, quota
 from stores.cache import BoundedCache
-
-from .ratelimit import Window, quota
 
 #: Policy name of the failed-attempt window in the ``RateLimit`` headers.
 POLICY = "failed-auth"

@@ -1,4 +1,4 @@
-"""The guard in an app's OpenAPI document: ``guard.openapi(target)``.
+"""The guard in an app's OpenAPI document: ``Guard.openapi(target)``.
 
 One apispec plugin (:class:`GuardPlugin`, apispec's documented extension point) serves
 all three ways an app builds its document: APIFlask builds a fresh ``APISpec`` with
@@ -19,8 +19,8 @@ treats a request that matches no view: the document never promises open access t
 guard would refuse. The documentation pages the framework registers are exempted (no key
 needed to read them) unless ``exempt_docs=False``; its HTML pages (not the JSON document,
 which keeps the API's ``default-src 'none'``) are sent under
-:data:`guard.docs_csp.DOCS_CSP`, narrowed on each page to the hashes of its own inline
-scripts (see :mod:`guard.docs_csp` for why hashes are computed per response).
+:data:`guard.integrations.docs_pages.DOCS_CSP`, narrowed on each page to the hashes of its own
+inline scripts (see :mod:`guard.integrations.docs_pages` for why hashes are computed per response).
 """
 
 from __future__ import annotations
@@ -29,19 +29,17 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apispec import APISpec, BasePlugin
 from flask import Flask, Response, current_app, has_app_context, make_response
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from . import errors, scopes
-from .docs_csp import DOCS_CSP, pin_inline_scripts
-from .errors import ConfigurationError, RequestRejected
-from .scopes import Policy
-
-if TYPE_CHECKING:
-    from .extension import Guard
+from guard import errors
+from guard._request import policy as scopes
+from guard._request.state import Policy
+from guard.errors import ConfigurationError, RequestRejected
+from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
 
 __all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
 
@@ -124,7 +122,7 @@ _RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bo
 }
 
 
-def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bool) -> None:
+def document(target: object, *, app: Flask | None, exempt_docs: bool) -> None:
     """Install the guard's documentation on ``target`` (see :meth:`Guard.openapi`)."""
     if isinstance(target, APISpec):
         app = _app(app)
@@ -155,9 +153,9 @@ def document(guard: Guard, target: object, *, app: Flask | None, exempt_docs: bo
         view = app.view_functions[endpoint]
         if endpoint.rpartition(".")[2] not in _DOCUMENT_ENDPOINTS:
             # An HTML page: let it run, with its own inline scripts only.
-            view = guard.headers(csp=DOCS_CSP)(_pinned(view))
+            view = scopes.mark(_pinned(view), csp=DOCS_CSP)
         if exempt_docs:
-            view = guard.exempt(view)
+            view = scopes.mark(view, exempt=True)
         app.view_functions[endpoint] = view
     state = app.extensions.get("guard")
     if state is not None:

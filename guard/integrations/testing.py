@@ -1,6 +1,6 @@
 """Whether the guard's pytest plugin is active in this process.
 
-The plugin (:mod:`guard.pytest_plugin`) calls :func:`activate` when pytest starts; the
+The plugin (:mod:`guard.integrations.pytest_plugin`) calls :func:`activate` when pytest starts; the
 HTTPS stage then serves apps with Flask's ``TESTING`` on over plain HTTP, as Flask's
 test client sends them. A production process never loads pytest's plugins, so
 ``TESTING`` alone (one setting that can leak into a deployment) never weakens it. The
@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from .durations import parse_duration
-from .keys import Keys
-from .ratelimit import parse_limits
+from guard._counting.plan import parse_limits
+from guard.durations import parse_duration
+from guard.keys.lifecycle import Keys
 
 _active = False
 

@@ -2,7 +2,7 @@
 
 It gives the ``guard_token`` fixture, and lets apps under test with Flask's own
 ``TESTING=True`` be driven over plain HTTP by the Flask test client while
-``GUARD_FORCE_HTTPS`` stays on (see :mod:`guard.testing`). Nothing else changes: apps
+``GUARD_FORCE_HTTPS`` stays on (see :mod:`guard.integrations.testing`). Nothing else changes: apps
 without ``TESTING`` are redirected as in production.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pytest
 from flask import Flask
 
-from . import testing
+from guard.integrations import testing
 
 
 def pytest_configure(config: pytest.Config) -> None:

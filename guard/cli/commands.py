@@ -27,6 +27,11 @@ from typing import Any, TextIO
 import click
 import limits
 
+import stores
+from guard.config import GuardConfig
+from guard.durations import parse_duration
+from guard.errors import ConfigurationError
+from guard.keys.lifecycle import Keys, KeyStateError, Reason
 from stores import (
     Conflict,
     EnvStore,
@@ -39,17 +44,6 @@ from stores import (
 )
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
-from stores.factory import REDIS_SCHEMES
-
-from .config import GuardConfig
-from .durations import parse_duration
-from .errors import ConfigurationError
-from .keys import Keys, KeyStateError, Reason
-
-#: Told to an operator who tried to write to a store that ends with the process.
-KEEPING_STORES = ", ".join(f"{scheme}://" for scheme in REDIS_SCHEMES) + (
-    ", or env:// with --env-file"
-)
 
 
 class Operator:
@@ -91,7 +85,7 @@ class Operator:
                 raise click.ClickException(
                     f"{type(store).__name__} keeps keys only inside this process: the change "
                     f"would be lost when the command exits. Stores that keep keys: "
-                    f"{KEEPING_STORES}"
+                    f"{keeping_stores()}"
                 )
             with operator_errors():
                 yield keys
@@ -114,6 +108,16 @@ class Operator:
                 value = render_records(sorted(copy.store.records(), key=lambda r: r.created_at))
                 write_variable(env_file, variable, value)
             click.echo(f"updated {variable} in {env_file}", err=True)
+
+
+def keeping_stores() -> str:
+    """The stores a write command can keep its change in, by URL scheme."""
+    kept = []
+    for scheme in stores.schemes():
+        cls = stores.store_class(scheme)
+        if cls is not None and cls.persistent and not cls.read_only:
+            kept.append(f"{scheme}://")
+    return ", ".join(kept) + ", or env:// with --env-file"
 
 
 def writable_copy(keys: Keys, records: Any) -> Keys:
@@ -663,7 +667,3 @@ def when(timestamp: float | None) -> str | None:
 
 def main() -> None:
     cli(prog_name="guard")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""How a key's hits are counted in its rate-limit windows: in process or on Redis."""

@@ -1,0 +1,1 @@
+"""The request path, one module per stage; :mod:`.pipeline` holds their order."""

@@ -1,0 +1,1 @@
+"""The guard beside other tools: OpenAPI documents and docs pages, the pytest plugin."""

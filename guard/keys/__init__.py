@@ -1,0 +1,8 @@
+"""API keys: the token format (:mod:`.tokens`) and their verification and lifecycle
+(:mod:`.lifecycle`)."""
+
+from .lifecycle import Keys as Keys
+from .lifecycle import KeyStateError as KeyStateError
+from .lifecycle import Reason as Reason
+from .lifecycle import Verdict as Verdict
+from .tokens import TokenCodec as TokenCodec

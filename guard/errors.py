@@ -4,7 +4,10 @@
 
     GuardError
       ConfigurationError        a missing, unknown or unsafe setting; raised at start-up
-      RequestRejected           also a werkzeug HTTPException, so app error handlers see it
+      RequestRejected           a werkzeug HTTPException; each refusal below is also
+                                werkzeug's class for its status (Unauthorized, ...), so an
+                                app's @app.errorhandler(401) receives it, as Flask-Limiter's
+                                RateLimitExceeded is a TooManyRequests
         InvalidRequest            400  error="invalid_request"   malformed Authorization
         AuthenticationRequired    401  (no error code)           no credentials
         InvalidToken              401  error="invalid_token"     forged, unknown, expired...
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from werkzeug import exceptions
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
@@ -74,49 +78,49 @@ class RequestRejected(GuardError, HTTPException):
         return json.dumps(body)
 
 
-class InvalidRequest(RequestRejected):
+class InvalidRequest(RequestRejected, exceptions.BadRequest):
     code = 400
     error = "invalid_request"
     message = "The Authorization header is malformed: send 'Authorization: Bearer <token>'."
 
 
-class AuthenticationRequired(RequestRejected):
+class AuthenticationRequired(RequestRejected, exceptions.Unauthorized):
     code = 401
     error = "unauthorized"
     message = "An API key is required: send 'Authorization: Bearer <token>'."
 
 
-class InvalidToken(RequestRejected):
+class InvalidToken(RequestRejected, exceptions.Unauthorized):
     code = 401
     error = "invalid_token"
     message = "The API key is not valid."
 
 
-class InsufficientScope(RequestRejected):
+class InsufficientScope(RequestRejected, exceptions.Forbidden):
     code = 403
     error = "insufficient_scope"
     message = "The API key does not grant access to this resource."
 
 
-class PayloadTooLarge(RequestRejected):
+class PayloadTooLarge(RequestRejected, exceptions.RequestEntityTooLarge):
     code = 413
     error = "payload_too_large"
     message = "The request body is too large."
 
 
-class UnsupportedMediaType(RequestRejected):
+class UnsupportedMediaType(RequestRejected, exceptions.UnsupportedMediaType):
     code = 415
     error = "unsupported_media_type"
     message = "The request body must be JSON (Content-Type: application/json)."
 
 
-class RateLimited(RequestRejected):
+class RateLimited(RequestRejected, exceptions.TooManyRequests):
     code = 429
     error = "rate_limited"
     message = "Too many requests: retry after the time in the Retry-After header."
 
 
-class GuardUnavailable(RequestRejected):
+class GuardUnavailable(RequestRejected, exceptions.ServiceUnavailable):
     code = 503
     error = "unavailable"
     message = "The service cannot check credentials right now: retry shortly."

@@ -264,6 +264,8 @@ def _note_exception(sender: Flask, exception: BaseException, **extra: object) ->
 
 
 def _too_large(error: RequestEntityTooLarge) -> WerkzeugResponse:
+    if isinstance(error, PayloadTooLarge):  # the guard's own, already noted on the state
+        return error.get_response()
     return _render(PayloadTooLarge, "body_too_large")
 
 

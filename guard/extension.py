@@ -78,7 +78,7 @@ class Guard:
         :raises ConfigurationError: for a missing, unknown or unsafe setting.
         """
         config = GuardConfig.from_mapping({**app.config, **self._settings})
-        if not (config.force_https or config.allow_plain_http or app.debug or app.testing):
+        if not (config.force_https or config.allow_plain_http or app.debug):
             raise ConfigurationError(
                 "GUARD_FORCE_HTTPS is off, so keys could travel in clear text: turn it on, "
                 "or set GUARD_ALLOW_PLAIN_HTTP=true to acknowledge it (e.g. for local use)"

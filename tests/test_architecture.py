@@ -92,3 +92,19 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_no_shipped_module_imports_the_pytest_plugin() -> None:
     importers = {name for name, imported in import_graph().items() if imported & TEST_ONLY}
     assert importers == set()
+
+
+def test_no_shipped_module_reads_test_state() -> None:
+    # Flask's TESTING (``app.testing``) must change nothing the guard does: a setting that
+    # can leak into a deployment never weakens it, and tests see production behaviour.
+    readers = []
+    for name, (path, _) in modules().items():
+        if name in TEST_ONLY:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            reads = (isinstance(node, ast.Attribute) and node.attr == "testing") or (
+                isinstance(node, ast.Constant) and node.value == "TESTING"
+            )
+            if reads:
+                readers.append(f"{name}:{node.lineno}")
+    assert readers == []

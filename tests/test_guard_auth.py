@@ -152,7 +152,10 @@ def test_plain_http_in_production_needs_an_explicit_acknowledgement() -> None:
     app.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False)
     with pytest.raises(ConfigurationError, match="GUARD_ALLOW_PLAIN_HTTP"):
         Guard(app)
-    app.testing = True  # test and debug runs may serve plain HTTP
+    app.testing = True  # TESTING changes nothing: a test sees what production does
+    with pytest.raises(ConfigurationError, match="GUARD_ALLOW_PLAIN_HTTP"):
+        Guard(app)
+    app.debug = True  # the development server on loopback may serve plain HTTP
     Guard(app)
     production = Flask("y")
     production.config.update(BASE_CONFIG, GUARD_FORCE_HTTPS=False, GUARD_ALLOW_PLAIN_HTTP=True)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Request, current_app, redirect
+from flask import Request, redirect
 from werkzeug.wrappers import Response
-
-from guard.integrations import testing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -24,16 +22,14 @@ def due(environ: WSGIEnvironment, force_https: bool) -> bool:
     return force_https and environ["wsgi.url_scheme"] != "https"
 
 
-def redirect_to_https(request: Request) -> Response | None:
+def redirect_to_https(request: Request) -> Response:
     """The redirect to the HTTPS URL for a request :func:`due` for one.
 
     308 keeps the method and body of a non-GET request; either way the client learns to
-    use HTTPS before it sends a key in the clear again. Under the guard's pytest plugin an
-    app with Flask's ``TESTING`` on is served as it is, so its test client needs no
-    HTTPS base URL; production settings are never weakened.
+    use HTTPS before it sends a key in the clear again. No setting of the app's and no
+    test harness skips it: Flask's test client sends HTTPS when the app's
+    ``PREFERRED_URL_SCHEME`` is ``"https"``.
     """
-    if current_app.testing and testing.active():
-        return None
     code = 301 if request.method in ("GET", "HEAD") else 308
     # request.url checks the host against TRUSTED_HOSTS (a SecurityError, 400).
     return redirect(request.url.replace("http://", "https://", 1), code=code)

@@ -164,10 +164,8 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
 def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseReturnValue | None:
     environ = request.environ
     if https.due(environ, gs.config.force_https):
-        redirect = https.redirect_to_https(request)
-        if redirect is not None:
-            state.reason = "https_redirect"
-            return redirect
+        state.reason = "https_redirect"
+        return https.redirect_to_https(request)
     if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)

@@ -53,40 +53,27 @@ def make_app(**config: object) -> Flask:
 Tokens = Callable[..., str]
 
 
-def test_a_testing_app_is_served_over_the_test_clients_plain_http(guard_token: Tokens) -> None:
-    app = make_app(TESTING=True)
+def test_an_app_preferring_https_is_served_to_the_test_client(guard_token: Tokens) -> None:
+    app = make_app(PREFERRED_URL_SCHEME="https")
     token = guard_token(app, "orders:read", name="ci", metadata={"team": "payments"})
     response = app.test_client().get("/orders", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json == {"caller": "ci", "metadata": {"team": "payments"}}
 
 
-def test_an_app_outside_testing_is_still_redirected(guard_token: Tokens) -> None:
-    app = make_app()
+@pytest.mark.parametrize("config", [{}, {"TESTING": True}])
+def test_plain_http_is_redirected_under_the_plugin_too(
+    guard_token: Tokens, config: dict[str, object]
+) -> None:
+    app = make_app(**config)
     token = guard_token(app, "orders:read")
     response = app.test_client().get("/orders", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 301
     assert response.location == "https://localhost/orders"
 
 
-def test_testing_alone_does_not_skip_the_redirect_outside_pytest() -> None:
-    # A process without the plugin (a server started with TESTING left on by mistake).
-    script = (
-        "from flask import Flask\n"
-        "from guard import Guard\n"
-        "app = Flask('leaked')\n"
-        f"app.config.update({BASE_CONFIG!r}, TESTING=True)\n"
-        "Guard(app)\n"
-        "print(app.test_client().get('/orders').status_code)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "301"
-
-
 def test_the_token_factory_takes_the_options_of_guard_keys_create(guard_token: Tokens) -> None:
-    app = make_app(TESTING=True)
+    app = make_app(PREFERRED_URL_SCHEME="https")
     client = app.test_client()
     limited = guard_token(app, "orders:read", rate_limit="1/hour;100/day", expires_in=3600)
     headers = {"Authorization": f"Bearer {limited}"}
@@ -104,7 +91,7 @@ def test_the_token_factory_refuses_what_guard_keys_create_refuses(
     guard_token: Tokens, options: dict[str, object]
 ) -> None:
     with pytest.raises((ValueError, TypeError)):
-        guard_token(make_app(TESTING=True), **options)
+        guard_token(make_app(PREFERRED_URL_SCHEME="https"), **options)
 
 
 def test_the_token_factory_needs_an_app_with_the_guard(guard_token: Tokens) -> None:

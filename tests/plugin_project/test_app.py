@@ -14,7 +14,8 @@ guard = Guard()
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update(
-        TESTING=True,  # GUARD_FORCE_HTTPS stays on, as in production
+        # GUARD_FORCE_HTTPS stays on, as in production; the test client sends HTTPS.
+        PREFERRED_URL_SCHEME="https",
         GUARD_SECRET_KEY="k" * 32,
         GUARD_PEPPER="p" * 32,
     )

@@ -6,10 +6,18 @@ limits. Flask-CORS would treat an entry with regex characters as an unanchored p
 (``https://(app|admin).example.com`` would grant ``https://app.example.com.evil.net``):
 the settings refuse such entries at start-up (:mod:`guard.config`).
 
-Flask-CORS recomputes its headers on every response, yet for one set of options they
-depend only on four request headers. The guard installs Flask-CORS, through its public
-API, on a scratch app, asks it once per distinct combination from an allowed origin, and
-keeps the answers in a small LRU.
+Every response of an app with CORS on says ``Vary: Origin``: an allowed origin gets its
+headers and any other origin none, so a shared cache must not hand one origin's answer to
+another (Flask-CORS leaves it out when a single origin is configured).
+
+Flask-CORS recomputes its headers in an after-request hook on every response, yet for
+one set of options they depend only on the method and four request headers. The guard
+calls Flask-CORS's own header logic directly (:func:`flask_cors.core.serialize_options`
+once, :func:`flask_cors.core.get_cors_headers` per distinct question) and memoises the
+answers: the same rules, without a hook per response. Those two functions are not in
+Flask-CORS's documented API; checked against Flask-CORS 6.0.0 and 6.0.5, and
+``tests/test_cors_headers.py`` compares every kind of answer with Flask-CORS installed on
+an app through its public ``CORS(app)``, so a change in them fails there.
 """
 
 from __future__ import annotations
@@ -17,8 +25,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from flask import Flask
-from flask_cors import CORS
+from flask_cors import core as flask_cors
+from werkzeug.datastructures import Headers as RequestHeaders
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -41,6 +49,7 @@ _VARYING = (
     ("Access-Control-Request-Private-Network", "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"),
 )
 _ENVIRON_KEYS = tuple(key for _, key in _VARYING)
+VARY_ORIGIN = ("Vary", "Origin")
 
 
 class Cors:
@@ -57,21 +66,20 @@ class Cors:
         self.enabled = bool(origins)
         self._any = "*" in origins
         self._allowed = frozenset(origin.lower() for origin in origins)
-        scratch = Flask("guard.cors")
-        CORS(
-            scratch,
-            origins=list(origins),
-            supports_credentials=allow_credentials,
-            allow_headers=list(allow_headers),
-            expose_headers=EXPOSE_HEADERS,
-            max_age=max_age,
-            send_wildcard=False,
-            vary_header=True,
+        # Built once, with the options Flask-CORS itself would compute for CORS(app, ...).
+        self._options = flask_cors.serialize_options(
+            {
+                **flask_cors.DEFAULT_OPTIONS,
+                "origins": list(origins),
+                "supports_credentials": allow_credentials,
+                "allow_headers": list(allow_headers),
+                "expose_headers": EXPOSE_HEADERS,
+                "max_age": max_age,
+                "send_wildcard": False,
+                "vary_header": True,
+            }
         )
-        scratch.add_url_rule(
-            "/", "probe", lambda: "", methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
-        )
-        self._scratch = scratch
+        # Pure memoisation: an answer depends on its arguments alone.
         self._headers = functools.lru_cache(maxsize=1024)(self._ask)
 
     def allows(self, environ: WSGIEnvironment) -> bool:
@@ -82,8 +90,11 @@ class Cors:
         )
 
     def headers_for(self, environ: WSGIEnvironment) -> Headers:
-        if not self.allows(environ):
+        """The CORS headers of the response to this request (none when CORS is off)."""
+        if not self.enabled:
             return []
+        if not self.allows(environ):
+            return [VARY_ORIGIN]
         values = tuple(map(environ.get, _ENVIRON_KEYS))
         return self._headers(environ["REQUEST_METHOD"], values)
 
@@ -96,11 +107,11 @@ class Cors:
         )
 
     def _ask(self, method: str, values: tuple[str | None, ...]) -> Headers:
-        sent = [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
-        # A client per question: threads may ask at once.
-        answer = self._scratch.test_client().open("/", method=method, headers=sent)
-        return [
-            (name, value)
-            for name, value in answer.headers.items()
-            if name.lower().startswith("access-control-") or name.lower() == "vary"
-        ]
+        sent = RequestHeaders(
+            [(name, value) for (name, _), value in zip(_VARYING, values, strict=True) if value]
+        )
+        answer = flask_cors.get_cors_headers(self._options, sent, method)
+        headers = [(name, str(value)) for name, value in answer.items(multi=True)]
+        if not any(name.lower() == "vary" for name, _ in headers):
+            headers.append(VARY_ORIGIN)
+        return headers

@@ -64,3 +64,20 @@ def test_using_the_guard_example(guard_environment: None) -> None:
         "request_id": refused.headers["X-Request-ID"],
     }
     assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_the_settings_table_gives_the_defaults_the_guard_has() -> None:
+    text = README.read_text()
+    start = text.index("\n## Settings\n")
+    table = text[start : text.index("\n## ", start + 1)]
+    rows = re.findall(r"^\| `(GUARD_\w+)` \| ([^|]+) \|", table, flags=re.MULTILINE)
+    example = dict(
+        re.findall(r"^(GUARD_\w+)=(.*)$", (README.parent / ".env.example").read_text(), re.M)
+    )
+    assert len(rows) >= 10
+    for name, default in rows:
+        stated = default.strip().strip("`")
+        expected = example[name] or (
+            "(required)" if "SECRET" in name or "PEPPER" in name else "(none)"
+        )
+        assert stated == expected, name

@@ -144,6 +144,7 @@ def test_env_store_writes_print_the_new_value_or_update_the_env_file(
 ) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("OTHER=1\n")
+    env_file.chmod(0o600)
     monkeypatch.setenv("GUARD_SECRET_KEY", SECRET)
     monkeypatch.setenv("GUARD_PEPPER", PEPPER)
     monkeypatch.setenv("GUARD_STORE_URL", "env://GUARD_KEYS")

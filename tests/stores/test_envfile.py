@@ -108,8 +108,15 @@ def test_a_bad_variable_name_is_refused() -> None:
 def test_other_lines_are_kept_and_the_variable_keeps_its_place(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("A=1\nexport GUARD_KEYS='[]'\nB=2\nGUARD_KEYS='[]'\n")
+    env_file.chmod(0o640)
     write_variable(env_file, "GUARD_KEYS", "[1]")
     assert env_file.read_text() == "A=1\nGUARD_KEYS='[1]'\nB=2\n"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o640"  # the service's mode, kept
+
+
+def test_a_new_file_is_readable_by_its_writer_only(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    write_variable(env_file, "GUARD_KEYS", "[1]")
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
 
 

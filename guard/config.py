@@ -53,6 +53,8 @@ class GuardConfig:
     #: Failed authentications allowed per client address; past it every attempt from
     #: that address is refused with 429 without being checked, so guessing is throttled.
     failed_auth_limit: str = "30/minute"
+    #: An IPv6 client's failures are counted by its network of this many bits.
+    failed_auth_ipv6_prefix: int = 64
     ratelimit_storage_url: str = "memory://"
     ratelimit_strategy: str = "fixed-window"
     #: When the limiter's storage is down: false refuses with 503 (fail closed), true
@@ -164,6 +166,10 @@ class GuardConfig:
             raise ConfigurationError(
                 "GUARD_CORS_ORIGINS='*' with GUARD_CORS_ALLOW_CREDENTIALS would let any site "
                 "make credentialed requests: list the allowed origins instead"
+            )
+        if not 1 <= self.failed_auth_ipv6_prefix <= 128:
+            raise ConfigurationError(
+                f"{PREFIX}FAILED_AUTH_IPV6_PREFIX must be a prefix length from 1 to 128"
             )
         for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
             if getattr(self, name) < 0:

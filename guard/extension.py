@@ -224,7 +224,9 @@ def _build(config: GuardConfig) -> GuardState:
         fail_open=config.ratelimit_fail_open,
         timeout=config.store_timeout,
     )
-    throttle = FailureThrottle(parse_limits(config.failed_auth_limit)[0])
+    throttle = FailureThrottle(
+        parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix
+    )
     return GuardState(
         config=config,
         keys=keys,

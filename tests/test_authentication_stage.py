@@ -87,15 +87,39 @@ def test_each_failure_gets_its_exact_challenge_and_audited_reason(
         unknown,
     ],
 )
-def test_every_kind_of_failure_counts_against_the_address_only(failure: Any) -> None:
+def test_no_failure_of_others_locks_out_a_valid_key_behind_the_same_address(
+    failure: Any,
+) -> None:
+    # Review round 3, item 7: one broken client behind a NAT locked out everyone.
     api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
     token = api.issue()
     sent = failure(api)
+    for _ in range(5):  # a forgery past the limit is itself a blocked guess (429)
+        assert api.client.get("/orders", headers=sent).status_code in (400, 401, 429)
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize("failure", [forged, unknown])
+def test_past_the_limit_guesses_from_the_address_are_refused_unread(failure: Any) -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute", GUARD_ACCEPT_IMPORTED_KEYS=True)
+    secret = "legacy-secret-0123456789abcdef"
+    with api.app.app_context():
+        api.guard.keys.import_secret(secret, "legacy", scopes=["orders:read"])
+    sent = failure(api)
     for _ in range(2):
-        assert api.client.get("/orders", headers=sent).status_code in (400, 401)
-    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 429
-    other = api.client.get("/orders", headers=api.bearer(token), environ_base=OTHER)
+        assert api.client.get("/orders", headers=sent).status_code == 401
+    # Even the right secret: a blocked client's guesses are not looked up at all.
+    assert api.client.get("/orders", headers=api.bearer(secret)).status_code == 429
+    assert api.client.get("/orders", headers=api.bearer("wrong-guess")).status_code == 429
+    other = api.client.get("/orders", headers=api.bearer(secret), environ_base=OTHER)
     assert other.status_code == 200
+
+
+def test_requests_without_credentials_count_for_nothing() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    for _ in range(5):
+        assert api.client.get("/orders").status_code == 401
+    assert api.client.get("/orders", headers=forged(api)).status_code == 401  # not 429
 
 
 def test_failures_counted_in_the_shared_limiter_are_counted_per_address() -> None:
@@ -115,9 +139,8 @@ def test_a_blocked_address_is_refused_with_its_reason_and_wait(
     audit: pytest.LogCaptureFixture,
 ) -> None:
     api = Api(GUARD_FAILED_AUTH_LIMIT="1/minute")
-    token = api.issue()
-    api.client.get("/orders")
-    response = api.client.get("/orders", headers=api.bearer(token))
+    api.client.get("/orders", headers=forged(api))
+    response = api.client.get("/orders", headers=forged(api))
     assert response.status_code == 429
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     assert response.headers["RateLimit-Policy"] == '"failed-auth";q=1;w=60'
@@ -156,3 +179,64 @@ def test_a_store_outage_is_audited_as_such(audit: pytest.LogCaptureFixture) -> N
         "store_unavailable",
         token[3:19],
     )
+
+
+def guesses_from(api: Api, addresses: list[str]) -> list[int]:
+    return [
+        api.client.get(
+            "/orders", headers=api.bearer("a-guess"), environ_base={"REMOTE_ADDR": address}
+        ).status_code
+        for address in addresses
+    ]
+
+
+def test_ipv6_guesses_are_counted_by_their_64_network() -> None:
+    # Review round 3, item 6: 300 addresses of one /64 were never throttled.
+    api = Api(GUARD_FAILED_AUTH_LIMIT="5/minute")
+    one_host = [f"2001:db8:1:2::{n:x}" for n in range(1, 301)]
+    statuses = guesses_from(api, one_host)
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    assert guesses_from(api, ["2001:db8:1:3::1"]) == [401]  # another /64, another client
+
+
+def test_the_ipv6_prefix_is_a_setting() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="5/minute", GUARD_FAILED_AUTH_IPV6_PREFIX=128)
+    assert set(guesses_from(api, [f"2001:db8:1:2::{n:x}" for n in range(1, 50)])) == {401}
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_client() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    assert guesses_from(api, ["192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7"]) == [401, 401, 429]
+
+
+DOWN_LIMITER = {
+    "GUARD_RATELIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
+    "GUARD_STORE_TIMEOUT": 0.2,
+    "GUARD_ACCEPT_IMPORTED_KEYS": True,
+}
+
+
+def import_legacy(api: Api) -> str:
+    secret = "legacy-secret-0123456789abcdef"
+    with api.app.app_context():
+        api.guard.keys.import_secret(secret, "legacy", scopes=["orders:read"])
+    return secret
+
+
+def test_while_the_limiter_is_down_a_right_guess_answers_as_a_wrong_one() -> None:
+    # Review round 3, item 3: 503 for the right imported secret, 401 for a wrong one.
+    api = Api(**DOWN_LIMITER)
+    secret = import_legacy(api)
+    right = api.client.get("/orders", headers=api.bearer(secret))
+    wrong = api.client.get("/orders", headers=api.bearer("legacy-secret-not-this-one"))
+    assert (right.status_code, wrong.status_code) == (503, 503)
+    assert right.headers["Retry-After"] == wrong.headers["Retry-After"]
+
+
+def test_while_the_limiter_is_down_failures_are_still_throttled_in_process() -> None:
+    api = Api(**DOWN_LIMITER, GUARD_RATELIMIT_FAIL_OPEN=True, GUARD_FAILED_AUTH_LIMIT="3/minute")
+    import_legacy(api)
+    statuses = [
+        api.client.get("/orders", headers=api.bearer(f"guess-{n}")).status_code for n in range(6)
+    ]
+    assert statuses == [401, 401, 401, 429, 429, 429]

@@ -78,6 +78,6 @@ def test_env_store_variable_is_not_taken_for_a_setting() -> None:
 
 def test_env_example_documents_exactly_the_settings() -> None:
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
-    documented = set(re.findall(r"^#?\s*(GUARD_[A-Z_]+)=", text, re.M))
+    documented = set(re.findall(r"^#?\s*(GUARD_[A-Z0-9_]+)=", text, re.M))
     settings = {f"GUARD_{field.name.upper()}" for field in dataclasses.fields(GuardConfig)}
     assert documented - {"GUARD_KEYS"} == settings

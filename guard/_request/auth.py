@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import limits.errors
+
 from guard._request.rate_limits import RateLimits, retry_after
 from guard._request.state import RequestState, refuse
 from guard._request.throttle import FailureThrottle
@@ -59,10 +61,13 @@ def bearer_token(header: str | None) -> str:
 class Authenticator:
     """Turns a request's credentials into its key, or refuses it.
 
-    An address over its failed-attempt limit is refused (429) before its credentials are
-    looked at. Failures judged without the store (no credentials, a malformed header, a
-    bad signature) are counted in the process only; those that needed the store are also
-    counted in the shared limiter, which blocks the address in every worker.
+    A client over its failed-attempt limit is refused (429) before a guess of its is
+    looked up: a token this server did not sign (an imported secret, or a forgery). A
+    signed token is verified whatever the client's failures, so one client's failures
+    never lock out another's valid key behind the same address. A token that fails is
+    counted in the process; one that needed the store also in the shared limiter, which
+    blocks the client in every worker. No credentials, or an unreadable header, is no
+    guess and counts for nothing (see :mod:`guard._request.throttle`).
     """
 
     def __init__(
@@ -79,34 +84,50 @@ class Authenticator:
     ) -> KeyRecord:
         """The request's key, or a refusal. ``verdict``: the token in ``header`` as the
         pipeline's first step already verified it, if it did."""
-        blocked = self.throttle.blocked(address)
-        if blocked is not None:
+        client = self.throttle.client(address)
+        blocked = self.throttle.blocked(client)
+        if blocked is not None and self._guesses(header):
             refuse(state, RateLimited, "too_many_failed_attempts", retry_after([blocked]))
         if verdict is None:
-            verdict = self.keys.verify(self._token(state, header, address))
+            verdict = self.keys.verify(self._token(state, header))
         state.key_id = verdict.key_id
         if verdict.reason is Reason.UNAVAILABLE:
             refuse(state, GuardUnavailable, verdict.reason.value, retry_later())
         if not verdict.ok or verdict.record is None:
-            if verdict.reason in (Reason.MALFORMED, Reason.BAD_SIGNATURE):
-                self.throttle.count(address)  # judged without the store: counted here only
-            else:
-                over = self.limits.count_failure(address)
-                if over is not None:
-                    self.throttle.block(address, over.reset_in)
+            self._count_failure(state, client, verdict.reason)
             challenge = f'{self.challenge}, error="invalid_token"'
             refuse(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
         state.key = verdict.record
         self.keys.note_use(verdict.record)
         return verdict.record
 
-    def _token(self, state: RequestState, header: str | None, address: str) -> str:
+    def _guesses(self, header: str | None) -> bool:
+        try:
+            token = bearer_token(header)
+        except (MissingCredentials, MalformedCredentials):
+            return False
+        return not self.keys.codec.signed(token)
+
+    def _count_failure(self, state: RequestState, client: str, reason: Reason) -> None:
+        self.throttle.count(client)
+        if reason in (Reason.MALFORMED, Reason.BAD_SIGNATURE):
+            return  # judged without the store: counted here only
+        try:
+            over = self.limits.count_failure(client)
+        except limits.errors.StorageError:
+            if not self.limits.fail_open:
+                # A correct guess meets the outage at the rate-limit stage (503): a wrong
+                # one answers the same, or the outage would tell them apart.
+                refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
+            return
+        if over is not None:
+            self.throttle.block(client, over.reset_in)
+
+    def _token(self, state: RequestState, header: str | None) -> str:
         try:
             return bearer_token(header)
         except MissingCredentials as exc:
-            self.throttle.count(address)
             refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", self.challenge)])
         except MalformedCredentials as exc:
-            self.throttle.count(address)
             challenge = f'{self.challenge}, error="invalid_request"'
             refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", challenge)])

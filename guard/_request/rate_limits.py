@@ -129,17 +129,14 @@ class RateLimits:
             if not window.allowed:
                 refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
 
-    def count_failure(self, address: str) -> Window | None:
+    def count_failure(self, client: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
 
-        :returns: the window if the address is now over its limit. An outage counts
-            nothing: the request is refused anyway.
+        :returns: the window if the client is now over its limit.
+        :raises limits.errors.StorageError: when the storage did not answer.
         """
-        try:
-            plan = plan_for(self.storage, self.failures, "failed-auth", address)
-            (window,) = self._hit(plan)()
-        except limits.errors.StorageError:
-            return None
+        plan = plan_for(self.storage, self.failures, "failed-auth", client)
+        (window,) = self._hit(plan)()
         return window if window.remaining == 0 else None
 
     def _counter(self) -> Hit:

@@ -119,6 +119,15 @@ class TokenCodec:
             raise BadToken("bad_signature")
         return key_id, secret
 
+    def signed(self, token: str) -> bool:
+        """Whether ``token`` is one this server signed (its secret is not checked): such
+        a token cannot be guessed, only leaked."""
+        try:
+            self.open(token)
+        except BadToken:
+            return False
+        return True
+
     def digest(self, secret: str) -> tuple[str, str]:
         """``(digest, pepper_id)`` of ``secret`` under the newest pepper."""
         return _hmac_sha256(self._peppers[self._pepper_id], secret.encode()).hex(), self._pepper_id

@@ -85,11 +85,13 @@ class Guard:
             )
         state = _build(config)
         app.extensions["guard"] = state
-        # Metrics (GUARD_METRICS): the store and the limiter's storage calls timed, and
-        # one endpoint; the per-request count and signals are in the Report.
+        # Metrics (GUARD_METRICS): the store's and the limiter's calls timed where they
+        # are made (the store itself stays unwrapped, for the commands that read its
+        # kind), and one endpoint; the per-request count and signals are in the Report.
         metrics = guard_metrics.from_config(config)
         if metrics is not None:
-            state.keys.store = metrics.timed_store(state.keys.store)
+            metrics.watch(state.keys.store)
+            state.keys.observe_store(metrics.timed_lookup, metrics.counted_touch)
             state.limits.observe(metrics.timed_hit)
             view = metrics.make_view()
             if config.metrics_public:

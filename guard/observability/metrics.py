@@ -35,6 +35,7 @@ from guard._counting.plan import Hit, Plan, Reply, Window
 from guard._request.state import RequestState
 from guard.config import GuardConfig
 from guard.errors import ConfigurationError
+from guard.keys.lifecycle import Lookup, Touch
 from stores import KeyRecord, KeyStore
 
 if TYPE_CHECKING:
@@ -126,20 +127,52 @@ class Metrics:
 
     # -- the store ---------------------------------------------------------------------
 
-    def timed_store(self, store: KeyStore) -> KeyStore:
-        """``store``, with its lookups timed and its failures counted."""
+    def watch(self, store: KeyStore) -> None:
+        """Report ``store``'s invalidation listener in ``guard_invalidation_subscribed``,
+        if it has one (the store is read, never wrapped)."""
         self._store = store
-        if _subscribed(store) is not None:
-            self.subscribed = self._prometheus.Gauge(
-                "guard_invalidation_subscribed",
-                "1 while this worker's Redis invalidation listener is subscribed, else 0: "
-                "revocations may be late while it is 0.",
-                registry=self.registry,
-                # Across workers, the lowest: 0 as soon as one worker is not subscribed.
-                multiprocess_mode="livemin",
-            )
-            self._note_subscription()
-        return TimedStore(store, self)
+        if _subscribed(store) is None:
+            return
+        self.subscribed = self._prometheus.Gauge(
+            "guard_invalidation_subscribed",
+            "1 while this worker's Redis invalidation listener is subscribed, else 0: "
+            "revocations may be late while it is 0.",
+            registry=self.registry,
+            # Across workers, the lowest: 0 as soon as one worker is not subscribed.
+            multiprocess_mode="livemin",
+        )
+        self._note_subscription()
+
+    def timed_lookup(self, lookup: Lookup) -> Lookup:
+        """``lookup`` (a store read made by verification), timed, its failures
+        (``StoreUnavailable``) counted; for :meth:`Keys.observe_store`."""
+        observe = self.store_seconds.observe
+        errors = self.store_errors
+
+        def timed(name: str) -> KeyRecord | None:
+            started = time.perf_counter()
+            try:
+                return lookup(name)
+            except stores.StoreUnavailable:
+                errors.inc()
+                raise
+            finally:
+                observe(time.perf_counter() - started)
+
+        return timed
+
+    def counted_touch(self, touch: Touch) -> Touch:
+        """``touch`` (a write of last-use times), its failures counted."""
+        errors = self.store_errors
+
+        def counted(used: Mapping[str, float]) -> None:
+            try:
+                touch(used)
+            except stores.StoreUnavailable:
+                errors.inc()
+                raise
+
+        return counted
 
     def _note_subscription(self) -> None:
         # Set on change only: in multiprocess mode every set writes the worker's file.
@@ -216,62 +249,3 @@ def _subscribed(store: KeyStore | None) -> bool | None:
     # RedisStore.subscribed (a public bool property); other stores have no listener.
     value = getattr(store, "subscribed", None)
     return value if isinstance(value, bool) else None
-
-
-class TimedStore(KeyStore):
-    """A store in front of another: the same answers, with lookups timed and failures
-    (``StoreUnavailable``) counted in :class:`Metrics`."""
-
-    def __init__(self, store: KeyStore, metrics: Metrics) -> None:
-        self.store = store
-        self._observe = metrics.store_seconds.observe
-        self._errors = metrics.store_errors
-
-    @property
-    def subscribed(self) -> bool | None:
-        """The wrapped store's ``subscribed``, where it has one."""
-        return _subscribed(self.store)
-
-    def get(self, key_id: str) -> KeyRecord | None:
-        started = time.perf_counter()
-        try:
-            return self.store.get(key_id)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-        finally:
-            self._observe(time.perf_counter() - started)
-
-    def find_digest(self, digest: str) -> KeyRecord | None:
-        started = time.perf_counter()
-        try:
-            return self.store.find_digest(digest)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-        finally:
-            self._observe(time.perf_counter() - started)
-
-    def records(self) -> list[KeyRecord]:
-        return self.store.records()
-
-    def save(
-        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
-    ) -> None:
-        self.store.save(*records, expected=expected)
-
-    def touch(self, used: Mapping[str, float]) -> None:
-        try:
-            self.store.touch(used)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-
-    def last_used(self, key_id: str) -> float | None:
-        return self.store.last_used(key_id)
-
-    def check(self) -> None:
-        self.store.check()
-
-    def close(self) -> None:
-        self.store.close()

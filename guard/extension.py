@@ -130,10 +130,12 @@ class Guard:
         if self._limiter is not None:
             self._init_limiter(app)
         if config.audit_stream_url:
-            from stores.redis import client_from_url
-
-            client = client_from_url(config.audit_stream_url, config.store_timeout)
-            stream = RedisStreamHandler(client, config.audit_stream_key, config.audit_stream_maxlen)
+            stream = RedisStreamHandler.from_url(
+                config.audit_stream_url,
+                config.store_timeout,
+                config.audit_stream_key,
+                config.audit_stream_maxlen,
+            )
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)

@@ -14,7 +14,8 @@ one call to the in-process counters, one Lua script on Redis.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import limits
 import limits.errors
@@ -36,6 +37,7 @@ from guard._counting.plan import (
 from guard._request.state import RequestState, refuse
 from guard.errors import GuardUnavailable, RateLimited, retry_later
 from stores import KeyRecord
+from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
@@ -61,6 +63,34 @@ def retry_after(windows: Sequence[Window]) -> Headers:
     return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
+def storage_for(url: str, strategy: str, timeout: float) -> limits.storage.Storage | AsyncStorage:
+    """The ``limits`` storage for ``url``, on a Redis client built the way the store's
+    is (:func:`stores.redis.client_from_url`: the same timeouts, retry, health check, TLS
+    and Sentinel handling), so a hung limiter fails closed in ``timeout`` as the store
+    does.
+
+    One server or a Sentinel service: ``limits``' ``RedisStorage`` on that client's
+    connection pool (its documented ``connection_pool`` argument; a Sentinel pool follows
+    the master across a failover, and every count is read from the master, never from a
+    lagging replica). A Cluster: ``limits`` builds its ``RedisCluster`` itself and takes
+    no client or pool, so :func:`stores.redis.connection_options` is what it shares.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory" and strategy == "fixed-window":
+        return WindowCounters(url)  # guard._counting.memory: why not limits'
+    if scheme == "redis+cluster":
+        return limits.storage.RedisClusterStorage(
+            url, wrap_exceptions=True, **connection_options(timeout)
+        )
+    if scheme in CLIENT_SCHEMES:
+        # Bytes replies, as on the client limits makes itself (redis-py's default).
+        client = client_from_url(url, timeout, decode_responses=False)
+        return limits.storage.RedisStorage(
+            url, connection_pool=client.connection_pool, wrap_exceptions=True
+        )
+    return limits.storage.storage_from_string(url)
+
+
 class RateLimits:
     """The per-key limits and the failed-attempt count, on one storage.
 
@@ -79,18 +109,7 @@ class RateLimits:
         fail_open: bool,
         timeout: float,
     ) -> None:
-        options: dict[str, Any] = {}
-        if storage_url.startswith(("redis", "rediss", "unix")):
-            options = {
-                "wrap_exceptions": True,
-                "socket_timeout": timeout,
-                "socket_connect_timeout": timeout,
-            }
-        self.storage: limits.storage.Storage | AsyncStorage
-        if storage_url.startswith("memory:") and strategy == "fixed-window":
-            self.storage = WindowCounters(storage_url)  # guard._counting.memory: why not limits'
-        else:
-            self.storage = limits.storage.storage_from_string(storage_url, **options)
+        self.storage = storage_for(storage_url, strategy, timeout)
         self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
         self.default = default
         self.failures = failures

@@ -37,12 +37,16 @@ from guard._counting.plan import (
 from guard._request.state import RequestState, refuse
 from guard.errors import GuardUnavailable, RateLimited, retry_later
 from stores import KeyRecord
+from stores.cache import BoundedCache
 from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
 
 Headers = list[tuple[str, str]]
+
+#: Plans a limiter remembers, by (limit string, counter, identifier).
+PLAN_CACHE_SIZE = 4096
 
 
 def headers(windows: Sequence[Window]) -> Headers:
@@ -115,6 +119,7 @@ class RateLimits:
         self.failures = failures
         parse_limits(default)  # a bad setting fails here, not on the first request
         self.fail_open = fail_open
+        self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
         #: Whether a hit waits for a round trip (Redis), so sending it early pays.
         self.remote = isinstance(self.storage, limits.storage.RedisStorage)
@@ -125,11 +130,27 @@ class RateLimits:
         """
         self._hit = wrap(self._hit)
 
+    def plan(self, text: str, counter: str, identifier: str) -> Plan:
+        """The plan of ``identifier``'s hit under ``text`` (:func:`plan_for`), built once.
+
+        Remembered by strings only: a key sends a hit every request, and hashing the
+        ``limits`` items on each one cost more than the hit. A plan is a pure function of
+        its strings and this limiter's storage, so it never goes stale; it lives as
+        long as the limiter (one per app), not the process.
+        """
+        key = (text, counter, identifier)
+        found = self._plans.get(key)
+        if found is not None:
+            return found[0]
+        plan = plan_for(self.storage, text, counter, identifier)
+        self._plans.put(key, plan)
+        return plan
+
     def send_key_hit(self, record: KeyRecord) -> Reply:
         """Count one request for ``record`` under each of its limits (or the default's):
         sent now, its reply read by calling what this returns (``limits``' StorageError
         when the storage failed)."""
-        plan = plan_for(self.storage, record.rate_limit or self.default, "key", record.key_id)
+        plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         try:
             return self._hit(plan)
         except limits.errors.StorageError as exc:
@@ -155,7 +176,7 @@ class RateLimits:
             nothing: the request is refused anyway.
         """
         try:
-            plan = plan_for(self.storage, self.failures, "failed-auth", address)
+            plan = self.plan(self.failures, "failed-auth", address)
             (window,) = self._hit(plan)()
         except limits.errors.StorageError:
             return None

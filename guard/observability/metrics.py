@@ -20,7 +20,6 @@ worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from guard.config import GuardConfig
 from guard.errors import ConfigurationError
 from guard.keys.lifecycle import Lookup, Touch
 from stores import KeyRecord, KeyStore
+from stores.cache import BoundedCache
 
 if TYPE_CHECKING:
     import prometheus_client
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 #: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
 SCOPE = "metrics:read"
 #: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
+#: Label values whose counter child is remembered (least recently used leave first).
+LABELS_CACHE_SIZE = 4096
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -107,7 +109,9 @@ class Metrics:
         )
         # labels() validates and locks on every call (1.6 µs of its 2.4); it gives the
         # same child for the same values every time, so it is remembered, bounded.
-        self._requests = functools.lru_cache(maxsize=4096)(self.requests.labels)
+        self._children: BoundedCache[tuple[str, ...], prometheus_client.Counter] = BoundedCache(
+            LABELS_CACHE_SIZE
+        )
         self.subscribed: prometheus_client.Gauge | None = None
         self._store: KeyStore | None = None
         self._was_subscribed: bool | None = None
@@ -119,9 +123,16 @@ class Metrics:
         if self.key_label:
             key = state.key
             key_id = key.key_id if key is not None else state.key_id
-            self._requests(outcome, reason, key_id or "").inc()
+            values: tuple[str, ...] = (outcome, reason, key_id or "")
         else:
-            self._requests(outcome, reason).inc()
+            values = (outcome, reason)
+        found = self._children.get(values)
+        if found is None:
+            child = self.requests.labels(*values)
+            self._children.put(values, child)
+        else:
+            child = found[0]
+        child.inc()
         if self.subscribed is not None:
             self._note_subscription()
 

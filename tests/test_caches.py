@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import ast
+import gc
 import re
+import weakref
 from collections import Counter
 from pathlib import Path
 
 import stores.cache
+from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[1]
 #: How a cache is made: the one helper (and its record flavour), or functools' memoiser.
@@ -67,3 +70,15 @@ def test_caches_that_hold_state_use_the_one_helper() -> None:
     stateful = doc.split("Holding state", 1)[1].split("Pure, on", 1)[0]
     helpers = {found["helper"] for line in stateful.splitlines() if (found := LISTED.match(line))}
     assert helpers <= {"BoundedCache", "RecordCache"}
+
+
+def test_an_apps_limiter_storage_goes_with_the_app() -> None:
+    """No process-wide cache keeps a gone app's storage (a Redis pool, say) alive."""
+    api = Api(GUARD_RATE_LIMIT="5/minute")
+    token = api.issue()
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+    storage = weakref.ref(api.app.extensions["guard"].limits.storage)
+    api.close()
+    del api
+    gc.collect()
+    assert storage() is None

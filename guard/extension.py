@@ -209,8 +209,12 @@ class Guard:
         return self._limiter
 
     def _init_limiter(self, app: Flask) -> None:
-        config: GuardConfig = app.extensions["guard"].config
+        state: GuardState = app.extensions["guard"]
+        config = state.config
         app.config.setdefault("RATELIMIT_STORAGE_URI", config.ratelimit_storage_url)
+        # Connected as the guard's own limiter is (timeouts, retry; its pool on one
+        # server), so a hung Redis answers 503 in GUARD_STORE_TIMEOUT here too.
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", state.limits.storage_options())
         app.config.setdefault("RATELIMIT_STRATEGY", config.ratelimit_strategy)
         assert self._limiter is not None
         # Its hook comes after the guard's, so its key function sees the key.

@@ -156,3 +156,34 @@ def test_the_limiter_connects_as_the_store_does(url: str) -> None:
     assert limiter_pool.connection_kwargs["socket_timeout"] == TIMEOUT
     assert store_pool.connection_kwargs["decode_responses"] is True
     assert limiter_pool.connection_kwargs["decode_responses"] is False
+
+
+def limited_route(api: Api) -> None:
+    """A route limited by Flask-Limiter (``guard.limiter``) alone: the view is exempt
+    from the guard, so only the route's own limit touches Redis."""
+
+    @api.app.get("/limited")
+    @api.guard.exempt
+    @api.guard.limiter.limit("5/minute")
+    def limited() -> str:
+        return "ok"
+
+
+def test_a_hung_route_limiter_fails_closed_within_the_timeout(hung_redis: str) -> None:
+    api = Api(GUARD_RATELIMIT_STORAGE_URL=hung_redis, GUARD_STORE_TIMEOUT=TIMEOUT)
+    limited_route(api)
+    started = time.monotonic()
+    response = api.client.get("/limited")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert elapsed < 3 * TIMEOUT, elapsed
+
+
+def test_the_route_limiter_shares_the_guards_connection_pool() -> None:
+    api = Api(GUARD_RATELIMIT_STORAGE_URL="redis://127.0.0.1:1/0", GUARD_STORE_TIMEOUT=TIMEOUT)
+    limited_route(api)
+    guards = api.app.extensions["guard"].limits.storage.get_connection()
+    with api.app.app_context():
+        routes = api.guard.limiter.storage.get_connection()
+    assert routes.connection_pool is guards.connection_pool

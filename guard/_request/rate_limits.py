@@ -14,13 +14,14 @@ one call to the in-process counters, one Lua script on Redis.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import limits
 import limits.errors
 import limits.storage
 import limits.strategies
+import redis
 
 from guard._counting import memory, redis_hits
 from guard._counting.memory import WindowCounters
@@ -113,6 +114,8 @@ class RateLimits:
         fail_open: bool,
         timeout: float,
     ) -> None:
+        self.storage_url = storage_url
+        self.timeout = timeout
         self.storage = storage_for(storage_url, strategy, timeout)
         self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
         self.default = default
@@ -123,6 +126,27 @@ class RateLimits:
         self._hit: Hit = self._counter()
         #: Whether a hit waits for a round trip (Redis), so sending it early pays.
         self.remote = isinstance(self.storage, limits.storage.RedisStorage)
+
+    def storage_options(self) -> dict[str, Any]:
+        """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
+        connect as this limiter does, for a storage built that way (Flask-Limiter's,
+        behind ``guard.limiter``): on one server this limiter's own connection pool; on a
+        Sentinel service or a Cluster, whose ``limits`` storages take no pool, the same
+        :func:`stores.redis.connection_options`. Errors come as ``limits``' StorageError,
+        which the guard answers with 503."""
+        scheme = urlsplit(self.storage_url).scheme
+        if scheme not in CLIENT_SCHEMES:
+            return {}
+        storage = self.storage
+        client = (
+            storage.get_connection() if isinstance(storage, limits.storage.RedisStorage) else None
+        )
+        if scheme != "redis+sentinel" and isinstance(client, redis.Redis):
+            return {"wrap_exceptions": True, "connection_pool": client.connection_pool}
+        options = {"wrap_exceptions": True, **connection_options(self.timeout)}
+        if scheme == "redis+sentinel":
+            options["sentinel_kwargs"] = {"socket_timeout": self.timeout}
+        return options
 
     def observe(self, wrap: Callable[[Hit], Hit]) -> None:
         """Put ``wrap`` around every storage call (the metrics time and count them): a

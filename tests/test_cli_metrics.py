@@ -71,37 +71,41 @@ def test_create_on_memory_is_refused_as_lost_at_exit(directory: Path, metrics: b
     assert "gk_" not in done.stdout + done.stderr  # no token for a key about to be lost
 
 
-@pytest.mark.parametrize("metrics", [False, True], ids=["metrics-off", "metrics-on"])
-def test_create_on_env_prints_the_variables_new_value(directory: Path, metrics: bool) -> None:
+def create_on_env(
+    directory: Path, metrics: bool, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``flask guard keys create`` on the app's ``env://APP_KEYS``, which holds alice."""
     done = flask_guard(
         directory,
         "env://APP_KEYS",
         metrics,
-        *("keys", "create", "--name", "ci", "--json"),
+        *("keys", "create", "--name", "ci", "--json", *options),
         APP_KEYS=render_records([ALICE]),
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def names(path: Path) -> list[str]:
+    """The key names ``APP_KEYS`` holds in the .env file at ``path``."""
+    records = parse_records(read_variable(path, "APP_KEYS") or "", "APP_KEYS")
+    return sorted(record.name for record in records.values())
+
+
+@pytest.mark.parametrize("metrics", [False, True], ids=["metrics-off", "metrics-on"])
+def test_create_on_env_prints_the_variables_new_value(directory: Path, metrics: bool) -> None:
+    done = create_on_env(directory, metrics)
     assert "# APP_KEYS is read-only at run time: set it to this value" in done.stdout
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("APP_KEYS=")]
     printed = directory / "printed.env"
     printed.write_text(line + "\n")
-    records = parse_records(read_variable(printed, "APP_KEYS") or "", "APP_KEYS")
-    names = sorted(record.name for record in records.values())
-    assert names == ["alice", "ci"]
+    assert names(printed) == ["alice", "ci"]
 
 
 @pytest.mark.parametrize("metrics", [False, True], ids=["metrics-off", "metrics-on"])
 def test_create_on_env_with_env_file_writes_the_file(directory: Path, metrics: bool) -> None:
     env_file = directory / ".env"
     write_variable(env_file, "APP_KEYS", render_records([ALICE]))
-    done = flask_guard(
-        directory,
-        "env://APP_KEYS",
-        metrics,
-        *("keys", "create", "--name", "ci", "--json", "--env-file", str(env_file)),
-        APP_KEYS=render_records([ALICE]),
-    )
-    assert done.returncode == 0, done.stderr
+    done = create_on_env(directory, metrics, "--env-file", str(env_file))
     assert json.loads(done.stdout)["name"] == "ci"
-    written = parse_records(read_variable(env_file, "APP_KEYS") or "", "APP_KEYS")
-    assert sorted(record.name for record in written.values()) == ["alice", "ci"]
+    assert names(env_file) == ["alice", "ci"]

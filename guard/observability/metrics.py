@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
 #: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
 SCOPE = "metrics:read"
-#: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
 #: Label values whose counter child is remembered (least recently used leave first).
 LABELS_CACHE_SIZE = 4096
+#: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -160,10 +160,10 @@ class Metrics:
         observe = self.store_seconds.observe
         errors = self.store_errors
 
-        def timed(name: str) -> KeyRecord | None:
+        def timed(key_id_or_digest: str) -> KeyRecord | None:
             started = time.perf_counter()
             try:
-                return lookup(name)
+                return lookup(key_id_or_digest)
             except stores.StoreUnavailable:
                 errors.inc()
                 raise

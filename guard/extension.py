@@ -85,11 +85,13 @@ class Guard:
             )
         state = _build(config)
         app.extensions["guard"] = state
-        # Metrics (GUARD_METRICS): the store and the limiter's storage calls timed, and
-        # one endpoint; the per-request count and signals are in the Report.
+        # Metrics (GUARD_METRICS): the store's and the limiter's calls timed where they
+        # are made (the store itself stays unwrapped, for the commands that read its
+        # kind), and one endpoint; the per-request count and signals are in the Report.
         metrics = guard_metrics.from_config(config)
         if metrics is not None:
-            state.keys.store = metrics.timed_store(state.keys.store)
+            metrics.watch(state.keys.store)
+            state.keys.observe_store(metrics.timed_lookup, metrics.counted_touch)
             state.limits.observe(metrics.timed_hit)
             view = metrics.make_view()
             if config.metrics_public:
@@ -128,10 +130,12 @@ class Guard:
         if self._limiter is not None:
             self._init_limiter(app)
         if config.audit_stream_url:
-            from stores.redis import client_from_url
-
-            client = client_from_url(config.audit_stream_url, config.store_timeout)
-            stream = RedisStreamHandler(client, config.audit_stream_key, config.audit_stream_maxlen)
+            stream = RedisStreamHandler.from_url(
+                config.audit_stream_url,
+                config.store_timeout,
+                config.audit_stream_key,
+                config.audit_stream_maxlen,
+            )
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)
@@ -205,8 +209,12 @@ class Guard:
         return self._limiter
 
     def _init_limiter(self, app: Flask) -> None:
-        config: GuardConfig = app.extensions["guard"].config
+        state: GuardState = app.extensions["guard"]
+        config = state.config
         app.config.setdefault("RATELIMIT_STORAGE_URI", config.ratelimit_storage_url)
+        # Connected as the guard's own limiter is (timeouts, retry; its pool on one
+        # server), so a hung Redis answers 503 in GUARD_STORE_TIMEOUT here too.
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", state.limits.storage_options())
         app.config.setdefault("RATELIMIT_STRATEGY", config.ratelimit_strategy)
         assert self._limiter is not None
         # Its hook comes after the guard's, so its key function sees the key.

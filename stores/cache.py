@@ -1,15 +1,65 @@
-"""The one bounded cache used by the stores and the guard.
+"""The one bounded cache for every cache that holds state, and the list of all caches.
 
-Every cache in the project answers "the value for this key, if it is still good", and
+Every cache that can go stale answers "the value for this key, if it is still good", and
 every one has the same invalidation story: an entry leaves when it is older than the
 cache's ``ttl``, when it is the least recently used one past ``maxsize``, or when its
 owner discards it (or clears the cache) because the source of truth changed. A lookup
 that raced with an invalidation must not put back what it read before it: ``put`` takes
 the :attr:`BoundedCache.generation` seen before the read and is ignored if any
-invalidation happened since.
+invalidation happened since. Each is owned by an object (a store, an app's guard), so it
+goes with it and never keeps another app's objects alive.
 
-Pure functions of a few hashable arguments (a parsed rate-limit string, say) use
-:func:`functools.lru_cache` instead: their answers never go stale.
+Pure functions of a few strings or numbers use :func:`functools.lru_cache` instead:
+their answers never go stale, so there is nothing to invalidate.
+
+Every cache in ``guard/`` and ``stores/`` (``tests/test_caches.py`` checks this list
+against the code), as ``module`` owner.name (helper, size): what it holds; what
+invalidates it.
+
+Holding state, on :class:`BoundedCache`:
+
+- ``stores/redis.py`` RedisStore.cache (RecordCache, 10,000): key records by id, "no
+  such key" included; a pub/sub message naming the key (every save publishes one, and
+  this process's own saves discard at once), the whole cache when the listener
+  (re)subscribes or drops, ``GUARD_STORE_CACHE_TTL`` for a lost message; bypassed while
+  the listener is not subscribed.
+- ``guard/keys/lifecycle.py`` Keys._verified (BoundedCache, 4,096): token fingerprint
+  -> (key id, digest) of tokens that passed verification; each use reads the record
+  again and judges it (revocation, expiry, rotation apply at once), and the entry is
+  discarded when the record is gone or holds another digest.
+- ``guard/keys/lifecycle.py`` Keys._noted (BoundedCache, 4,096): key id -> the second
+  it was last noted as used; never (a hint: an evicted key is noted once more).
+- ``guard/_request/throttle.py`` FailureThrottle._entries (BoundedCache, 10,000):
+  client address -> failed attempts, window end, blocked; the window's end, read on every
+  lookup (an expired entry counts as none); the shared limiter stays the truth.
+- ``guard/_request/pipeline.py`` GuardState.policies (BoundedCache, 4,096): endpoint ->
+  its view policy, per app; never: looked up on an endpoint's first request, and Flask
+  refuses new views once requests are served.
+- ``guard/_request/rate_limits.py`` RateLimits._plans (BoundedCache, 4,096): (limit
+  string, counter, identifier) -> the hit's plan, per limiter; never (a function of its
+  strings and the limiter's storage, and it goes with the limiter).
+- ``guard/_counting/direct_script.py`` DirectScript._packed (BoundedCache, 4,096): a
+  script call's arguments -> its packed command, per script; never (packing is pure).
+- ``guard/observability/metrics.py`` Metrics._children (BoundedCache, 4,096): label
+  values -> the ``guard_requests`` child, per app; never (``labels()`` gives the same
+  child for the life of the counter, and the guard removes none).
+
+Pure, on :func:`functools.lru_cache` or a constant table:
+
+- ``guard/_counting/plan.py`` parse_limits (lru_cache, 256): a limit string -> its
+  ``limits`` items.
+- ``guard/observability/audit.py`` _shared (lru_cache, 256): the audit fields a client's
+  requests share -> their cleaned values and JSON text.
+- ``guard/observability/audit.py`` _utc_second (lru_cache, 2): an epoch second -> its
+  ISO 8601 text.
+- ``guard/observability/audit.py`` _MILLISECONDS (table, 1,000): ``000`` to ``999``.
+- ``guard/_request/security_headers.py`` SecurityHeaders.for_policy (lru_cache, 64): a
+  Content-Security-Policy -> the security headers under it; pure given the instance's
+  HSTS max age, fixed at construction (an ``lru_cache`` on a method is process-wide and
+  holds its instance: one per app, 64 at most).
+- ``guard/_request/cors.py`` Cors._headers (lru_cache, 1,024): a CORS request's shape ->
+  Flask-CORS's answer on a scratch app, per instance; pure given the instance's
+  settings (this cache is being replaced with the CORS stage).
 """
 
 from __future__ import annotations

@@ -55,19 +55,41 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable(f"redis: {exc}") from exc
 
 
-def client_from_url(url: str, timeout: float) -> redis.Redis:
-    """A redis-py client for ``url`` that gives up after ``timeout`` seconds.
+#: The schemes :func:`client_from_url` builds a client for: one server (``unix://`` and
+#: ``limits``' spelling of it, ``redis+unix://``), a Sentinel service, a Cluster.
+CLIENT_SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
+def connection_options(timeout: float) -> dict[str, Any]:
+    """The connection options of every Redis client the guard makes (the store's, the
+    limiter's, the audit stream's), so a hung Redis holds a request ``timeout`` seconds
+    at most, on any of them, and the request then fails closed.
 
     redis-py's default retries three times with exponential backoff, which would hold a
     request far past ``timeout`` when Redis hangs: retry once, at once, and only when the
-    connection was dropped (a pooled connection the server closed), never on a timeout.
+    connection was dropped (a pooled connection the server closed), never on a timeout
+    (a command that timed out may have run, and a rate-limit hit must not count twice).
+    For ``limits``' Cluster storage, which builds its client itself and takes no
+    prebuilt one, these options are what is shared.
     """
-    options: dict[str, Any] = {
+    return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        "decode_responses": True,
     }
+
+
+def client_from_url(url: str, timeout: float, *, decode_responses: bool = True) -> redis.Redis:
+    """The one way the guard builds a Redis client: for ``url`` (any of
+    :data:`CLIENT_SCHEMES`, with TLS for ``rediss://``), with the timeouts and retry of
+    :func:`connection_options`, and on a single server a health check of connections idle
+    for 30 s (a connection a proxy dropped is found before a command is lost on it).
+
+    :param decode_responses: replies as ``str`` (the store's keys and records) or as
+        ``bytes`` (what ``limits`` expects of the connection pool it is given).
+    :raises ValueError: for a URL redis-py cannot use.
+    """
+    options = {**connection_options(timeout), "decode_responses": decode_responses}
     scheme, auth, nodes, path = _split_multi_host(url)
     with_auth: dict[str, Any] = {**auth, **options}
     if scheme == "redis+sentinel":
@@ -82,6 +104,8 @@ def client_from_url(url: str, timeout: float) -> redis.Redis:
         cluster_nodes = [ClusterNode(host, port) for host, port in nodes]
         # RedisCluster shares the commands the store uses; it is no Redis subclass.
         return cast(redis.Redis, RedisCluster(startup_nodes=cluster_nodes, **with_auth))
+    if scheme == "redis+unix":
+        url = "unix" + url[len("redis+unix") :]
     return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from guard import ConfigurationError
-from stores import RedisStore
+from stores import KeyRecord, MemoryStore, RedisStore, StoreUnavailable
 from tests.conftest import Api
 from tests.redis_server import RedisServer
 
@@ -80,6 +80,28 @@ def test_store_and_limiter_calls_are_timed() -> None:
     assert not [name for name, _ in found if name == "guard_limiter_errors_total"]
     # No Redis listener behind a memory store: no gauge that would claim one.
     assert not [name for name, _ in found if name == "guard_invalidation_subscribed"]
+
+
+def test_the_app_sees_its_own_store_and_a_store_set_later_is_timed_too() -> None:
+    api = Api(GUARD_METRICS=True)
+    scraper = api.issue("prometheus", scopes=["metrics:read"])
+    keys = api.app.extensions["guard"].keys
+    assert type(keys.store) is MemoryStore  # the store itself, not a wrapper
+    records = keys.store.records()
+    down = DownStore()
+    down.save(*records)
+    keys.store = down
+    assert api.client.get("/metrics", headers=api.bearer(scraper)).status_code == 503
+    keys.store = MemoryStore()
+    keys.store.save(*records)
+    found = scrape(api, scraper)
+    assert found[("guard_store_errors_total", frozenset())] == 1
+    assert found[("guard_store_seconds_count", frozenset())] == 2
+
+
+class DownStore(MemoryStore):
+    def get(self, key_id: str) -> KeyRecord | None:
+        raise StoreUnavailable("down")
 
 
 def test_the_metrics_need_the_scope_unless_public() -> None:

@@ -80,14 +80,16 @@ Plan = tuple[Counted, ...]
 Hit = Callable[[Plan], Reply]
 
 
-@functools.lru_cache(maxsize=4096)
 def plan_for(
     storage: limits.storage.Storage | AsyncStorage, text: str, counter: str, identifier: str
 ) -> Plan:
-    # Built once per (limits, identifier), from strings only: a key sends a hit every
-    # request, and hashing the ``limits`` items on each one cost more than the hit.
-    # Each limit is a policy of its own (``key``, ``key-2``, ...), counted under limits'
-    # own storage key for (item, policy, identifier), prefixed as its storage does.
+    """What a hit of ``identifier`` counts under ``text``'s limits on ``storage``.
+
+    Each limit is a policy of its own (``key``, ``key-2``, ...), counted under limits'
+    own storage key for (item, policy, identifier), prefixed as its storage does. The
+    limiter remembers the plans it builds, by strings only (see
+    :meth:`guard._request.rate_limits.RateLimits.plan`).
+    """
     plan = []
     for n, item in enumerate(parse_limits(text), start=1):
         name = counter if n == 1 else f"{counter}-{n}"

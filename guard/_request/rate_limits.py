@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import limits
 import limits.errors
 import limits.storage
 import limits.strategies
+import redis
 
 from guard._counting import memory, redis_hits
 from guard._counting.memory import WindowCounters
@@ -36,11 +38,16 @@ from guard._counting.plan import (
 from guard._request.state import RequestState, refuse
 from guard.errors import GuardUnavailable, RateLimited, retry_later
 from stores import KeyRecord
+from stores.cache import BoundedCache
+from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
 
 Headers = list[tuple[str, str]]
+
+#: Plans a limiter remembers, by (limit string, counter, identifier).
+PLAN_CACHE_SIZE = 4096
 
 
 def headers(windows: Sequence[Window]) -> Headers:
@@ -61,6 +68,34 @@ def retry_after(windows: Sequence[Window]) -> Headers:
     return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
+def storage_for(url: str, strategy: str, timeout: float) -> limits.storage.Storage | AsyncStorage:
+    """The ``limits`` storage for ``url``, on a Redis client built the way the store's
+    is (:func:`stores.redis.client_from_url`: the same timeouts, retry, health check, TLS
+    and Sentinel handling), so a hung limiter fails closed in ``timeout`` as the store
+    does.
+
+    One server or a Sentinel service: ``limits``' ``RedisStorage`` on that client's
+    connection pool (its documented ``connection_pool`` argument; a Sentinel pool follows
+    the master across a failover, and every count is read from the master, never from a
+    lagging replica). A Cluster: ``limits`` builds its ``RedisCluster`` itself and takes
+    no client or pool, so :func:`stores.redis.connection_options` is what it shares.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory" and strategy == "fixed-window":
+        return WindowCounters(url)  # guard._counting.memory: why not limits'
+    if scheme == "redis+cluster":
+        return limits.storage.RedisClusterStorage(
+            url, wrap_exceptions=True, **connection_options(timeout)
+        )
+    if scheme in CLIENT_SCHEMES:
+        # Bytes replies, as on the client limits makes itself (redis-py's default).
+        client = client_from_url(url, timeout, decode_responses=False)
+        return limits.storage.RedisStorage(
+            url, connection_pool=client.connection_pool, wrap_exceptions=True
+        )
+    return limits.storage.storage_from_string(url)
+
+
 class RateLimits:
     """The per-key limits and the failed-attempt count, on one storage.
 
@@ -79,26 +114,39 @@ class RateLimits:
         fail_open: bool,
         timeout: float,
     ) -> None:
-        options: dict[str, Any] = {}
-        if storage_url.startswith(("redis", "rediss", "unix")):
-            options = {
-                "wrap_exceptions": True,
-                "socket_timeout": timeout,
-                "socket_connect_timeout": timeout,
-            }
-        self.storage: limits.storage.Storage | AsyncStorage
-        if storage_url.startswith("memory:") and strategy == "fixed-window":
-            self.storage = WindowCounters(storage_url)  # guard._counting.memory: why not limits'
-        else:
-            self.storage = limits.storage.storage_from_string(storage_url, **options)
+        self.storage_url = storage_url
+        self.timeout = timeout
+        self.storage = storage_for(storage_url, strategy, timeout)
         self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
         self.default = default
         self.failures = failures
         parse_limits(default)  # a bad setting fails here, not on the first request
         self.fail_open = fail_open
+        self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
         #: Whether a hit waits for a round trip (Redis), so sending it early pays.
         self.remote = isinstance(self.storage, limits.storage.RedisStorage)
+
+    def storage_options(self) -> dict[str, Any]:
+        """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
+        connect as this limiter does, for a storage built that way (Flask-Limiter's,
+        behind ``guard.limiter``): on one server this limiter's own connection pool; on a
+        Sentinel service or a Cluster, whose ``limits`` storages take no pool, the same
+        :func:`stores.redis.connection_options`. Errors come as ``limits``' StorageError,
+        which the guard answers with 503."""
+        scheme = urlsplit(self.storage_url).scheme
+        if scheme not in CLIENT_SCHEMES:
+            return {}
+        storage = self.storage
+        client = (
+            storage.get_connection() if isinstance(storage, limits.storage.RedisStorage) else None
+        )
+        if scheme != "redis+sentinel" and isinstance(client, redis.Redis):
+            return {"wrap_exceptions": True, "connection_pool": client.connection_pool}
+        options = {"wrap_exceptions": True, **connection_options(self.timeout)}
+        if scheme == "redis+sentinel":
+            options["sentinel_kwargs"] = {"socket_timeout": self.timeout}
+        return options
 
     def observe(self, wrap: Callable[[Hit], Hit]) -> None:
         """Put ``wrap`` around every storage call (the metrics time and count them): a
@@ -106,11 +154,27 @@ class RateLimits:
         """
         self._hit = wrap(self._hit)
 
+    def plan(self, text: str, counter: str, identifier: str) -> Plan:
+        """The plan of ``identifier``'s hit under ``text`` (:func:`plan_for`), built once.
+
+        Remembered by strings only: a key sends a hit every request, and hashing the
+        ``limits`` items on each one cost more than the hit. A plan is a pure function of
+        its strings and this limiter's storage, so it never goes stale; it lives as
+        long as the limiter (one per app), not the process.
+        """
+        key = (text, counter, identifier)
+        found = self._plans.get(key)
+        if found is not None:
+            return found[0]
+        plan = plan_for(self.storage, text, counter, identifier)
+        self._plans.put(key, plan)
+        return plan
+
     def send_key_hit(self, record: KeyRecord) -> Reply:
         """Count one request for ``record`` under each of its limits (or the default's):
         sent now, its reply read by calling what this returns (``limits``' StorageError
         when the storage failed)."""
-        plan = plan_for(self.storage, record.rate_limit or self.default, "key", record.key_id)
+        plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         try:
             return self._hit(plan)
         except limits.errors.StorageError as exc:
@@ -135,7 +199,7 @@ class RateLimits:
         :returns: the window if the client is now over its limit.
         :raises limits.errors.StorageError: when the storage did not answer.
         """
-        plan = plan_for(self.storage, self.failures, "failed-auth", client)
+        plan = self.plan(self.failures, "failed-auth", client)
         (window,) = self._hit(plan)()
         return window if window.remaining == 0 else None
 

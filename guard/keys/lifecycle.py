@@ -35,6 +35,14 @@ WRITE_ATTEMPTS = 5
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 T = TypeVar("T")
+#: A read of one record by verification: ``store.get(key_id)`` or ``find_digest(digest)``.
+Lookup = Callable[[str], KeyRecord | None]
+#: A write of last-use times: ``store.touch(used)``.
+Touch = Callable[[Mapping[str, float]], None]
+
+
+def _as_is(call: T) -> T:
+    return call
 
 
 class Reason(enum.Enum):
@@ -102,6 +110,8 @@ class Keys:
         accept_imported: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._observe_lookup: Callable[[Lookup], Lookup] = _as_is
+        self._observe_touch: Callable[[Touch], Touch] = _as_is
         self.store = store
         self.codec = codec
         self.accept_imported = accept_imported
@@ -118,6 +128,30 @@ class Keys:
         self._verified: BoundedCache[bytes, _Remembered] = BoundedCache(VERIFIED_CACHE_SIZE)
         # The second each key was last noted in: a key is noted once a second at most.
         self._noted: BoundedCache[str, int] = BoundedCache(VERIFIED_CACHE_SIZE)
+
+    @property
+    def store(self) -> KeyStore:
+        """The store itself (never a wrapper around it), so whoever reads it, the
+        ``guard`` command for one, sees what kind of store it is."""
+        return self._store
+
+    @store.setter
+    def store(self, store: KeyStore) -> None:
+        self._store = store
+        # Bound once, here: verification calls them on every request.
+        self._get = self._observe_lookup(store.get)
+        self._find_digest = self._observe_lookup(store.find_digest)
+        self._touch = self._observe_touch(store.touch)
+
+    def observe_store(
+        self, lookup: Callable[[Lookup], Lookup], touch: Callable[[Touch], Touch]
+    ) -> None:
+        """Put ``lookup`` around every record read verification makes (``get`` and
+        ``find_digest``) and ``touch`` around every write of last-use times, on this
+        store and any set later (the metrics time and count them). The store is not
+        wrapped: :attr:`store` stays the store itself."""
+        self._observe_lookup, self._observe_touch = lookup, touch
+        self.store = self._store
 
     @classmethod
     def from_config(cls, config: GuardConfig, clock: Callable[[], float] = time.time) -> Keys:
@@ -145,7 +179,7 @@ class Keys:
         if cached is not None:
             remembered = cached[0]
             try:
-                record = self.store.get(remembered.key_id)
+                record = self._get(remembered.key_id)
             except StoreUnavailable:
                 return Verdict(Reason.UNAVAILABLE, key_id=remembered.key_id)
             except InvalidRecord:
@@ -169,7 +203,7 @@ class Keys:
                 return self._verify_imported(token, now)
             return Verdict(Reason(exc.reason))
         try:
-            record = self.store.get(key_id)
+            record = self._get(key_id)
         except StoreUnavailable:
             return Verdict(Reason.UNAVAILABLE, key_id=key_id)
         except InvalidRecord:
@@ -205,7 +239,7 @@ class Keys:
         self._uses.add((record.key_id, now), record.key_id)
 
     def _record_uses(self, uses: list[tuple[str, float]]) -> None:
-        self.store.touch(dict(uses))
+        self._touch(dict(uses))
 
     def _verify_imported(self, secret: str, now: float | None) -> Verdict:
         # Only what could ever have been imported is looked up (import refuses the rest):
@@ -214,7 +248,7 @@ class Keys:
             return Verdict(Reason.MALFORMED)
         try:
             for digest in self.codec.digests(secret):
-                record = self.store.find_digest(digest)
+                record = self._find_digest(digest)
                 if record is not None and self.codec.matches(record, secret):
                     return self._judge(record, now)
         except StoreUnavailable:

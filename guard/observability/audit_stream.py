@@ -16,6 +16,7 @@ from typing import Any
 
 from guard._batch import Batcher
 from guard.observability.audit import keep_enabled
+from stores.redis import client_from_url
 
 unsent = logging.getLogger("guard.unsent_audit")
 
@@ -29,6 +30,13 @@ class RedisStreamHandler(logging.Handler):
         self.stream = stream
         self.maxlen = maxlen
         self.batch: Batcher[str] = Batcher(self._send, self._keep_locally, interval=interval)
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float, stream: str, maxlen: int) -> RedisStreamHandler:
+        """A handler shipping to ``stream`` at ``url``, on a client built as the store's
+        is (:func:`stores.redis.client_from_url`): a batch waits ``timeout`` at most for
+        Redis, then goes to the local log."""
+        return cls(client_from_url(url, timeout), stream, maxlen)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.batch.add(record.getMessage())

@@ -20,7 +20,6 @@ worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -35,13 +34,17 @@ from guard._counting.plan import Hit, Plan, Reply, Window
 from guard._request.state import RequestState
 from guard.config import GuardConfig
 from guard.errors import ConfigurationError
+from guard.keys.lifecycle import Lookup, Touch
 from stores import KeyRecord, KeyStore
+from stores.cache import BoundedCache
 
 if TYPE_CHECKING:
     import prometheus_client
 
 #: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
 SCOPE = "metrics:read"
+#: Label values whose counter child is remembered (least recently used leave first).
+LABELS_CACHE_SIZE = 4096
 #: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -106,7 +109,9 @@ class Metrics:
         )
         # labels() validates and locks on every call (1.6 µs of its 2.4); it gives the
         # same child for the same values every time, so it is remembered, bounded.
-        self._requests = functools.lru_cache(maxsize=4096)(self.requests.labels)
+        self._children: BoundedCache[tuple[str, ...], prometheus_client.Counter] = BoundedCache(
+            LABELS_CACHE_SIZE
+        )
         self.subscribed: prometheus_client.Gauge | None = None
         self._store: KeyStore | None = None
         self._was_subscribed: bool | None = None
@@ -118,28 +123,67 @@ class Metrics:
         if self.key_label:
             key = state.key
             key_id = key.key_id if key is not None else state.key_id
-            self._requests(outcome, reason, key_id or "").inc()
+            values: tuple[str, ...] = (outcome, reason, key_id or "")
         else:
-            self._requests(outcome, reason).inc()
+            values = (outcome, reason)
+        found = self._children.get(values)
+        if found is None:
+            child = self.requests.labels(*values)
+            self._children.put(values, child)
+        else:
+            child = found[0]
+        child.inc()
         if self.subscribed is not None:
             self._note_subscription()
 
     # -- the store ---------------------------------------------------------------------
 
-    def timed_store(self, store: KeyStore) -> KeyStore:
-        """``store``, with its lookups timed and its failures counted."""
+    def watch(self, store: KeyStore) -> None:
+        """Report ``store``'s invalidation listener in ``guard_invalidation_subscribed``,
+        if it has one (the store is read, never wrapped)."""
         self._store = store
-        if _subscribed(store) is not None:
-            self.subscribed = self._prometheus.Gauge(
-                "guard_invalidation_subscribed",
-                "1 while this worker's Redis invalidation listener is subscribed, else 0: "
-                "revocations may be late while it is 0.",
-                registry=self.registry,
-                # Across workers, the lowest: 0 as soon as one worker is not subscribed.
-                multiprocess_mode="livemin",
-            )
-            self._note_subscription()
-        return TimedStore(store, self)
+        if _subscribed(store) is None:
+            return
+        self.subscribed = self._prometheus.Gauge(
+            "guard_invalidation_subscribed",
+            "1 while this worker's Redis invalidation listener is subscribed, else 0: "
+            "revocations may be late while it is 0.",
+            registry=self.registry,
+            # Across workers, the lowest: 0 as soon as one worker is not subscribed.
+            multiprocess_mode="livemin",
+        )
+        self._note_subscription()
+
+    def timed_lookup(self, lookup: Lookup) -> Lookup:
+        """``lookup`` (a store read made by verification), timed, its failures
+        (``StoreUnavailable``) counted; for :meth:`Keys.observe_store`."""
+        observe = self.store_seconds.observe
+        errors = self.store_errors
+
+        def timed(key_id_or_digest: str) -> KeyRecord | None:
+            started = time.perf_counter()
+            try:
+                return lookup(key_id_or_digest)
+            except stores.StoreUnavailable:
+                errors.inc()
+                raise
+            finally:
+                observe(time.perf_counter() - started)
+
+        return timed
+
+    def counted_touch(self, touch: Touch) -> Touch:
+        """``touch`` (a write of last-use times), its failures counted."""
+        errors = self.store_errors
+
+        def counted(used: Mapping[str, float]) -> None:
+            try:
+                touch(used)
+            except stores.StoreUnavailable:
+                errors.inc()
+                raise
+
+        return counted
 
     def _note_subscription(self) -> None:
         # Set on change only: in multiprocess mode every set writes the worker's file.
@@ -216,62 +260,3 @@ def _subscribed(store: KeyStore | None) -> bool | None:
     # RedisStore.subscribed (a public bool property); other stores have no listener.
     value = getattr(store, "subscribed", None)
     return value if isinstance(value, bool) else None
-
-
-class TimedStore(KeyStore):
-    """A store in front of another: the same answers, with lookups timed and failures
-    (``StoreUnavailable``) counted in :class:`Metrics`."""
-
-    def __init__(self, store: KeyStore, metrics: Metrics) -> None:
-        self.store = store
-        self._observe = metrics.store_seconds.observe
-        self._errors = metrics.store_errors
-
-    @property
-    def subscribed(self) -> bool | None:
-        """The wrapped store's ``subscribed``, where it has one."""
-        return _subscribed(self.store)
-
-    def get(self, key_id: str) -> KeyRecord | None:
-        started = time.perf_counter()
-        try:
-            return self.store.get(key_id)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-        finally:
-            self._observe(time.perf_counter() - started)
-
-    def find_digest(self, digest: str) -> KeyRecord | None:
-        started = time.perf_counter()
-        try:
-            return self.store.find_digest(digest)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-        finally:
-            self._observe(time.perf_counter() - started)
-
-    def records(self) -> list[KeyRecord]:
-        return self.store.records()
-
-    def save(
-        self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
-    ) -> None:
-        self.store.save(*records, expected=expected)
-
-    def touch(self, used: Mapping[str, float]) -> None:
-        try:
-            self.store.touch(used)
-        except stores.StoreUnavailable:
-            self._errors.inc()
-            raise
-
-    def last_used(self, key_id: str) -> float | None:
-        return self.store.last_used(key_id)
-
-    def check(self) -> None:
-        self.store.check()
-
-    def close(self) -> None:
-        self.store.close()

@@ -86,6 +86,30 @@ def test_guard_limits_exactly_on_sentinel_and_cluster(
     assert statuses == [200, 200, 200, 429, 429]
 
 
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_route_limits_count_on_sentinel_and_cluster(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    """Flask-Limiter (``guard.limiter``) connects with the guard's options there too."""
+    url = request.getfixturevalue(topology).url
+    api = Api(GUARD_STORE_URL=url, GUARD_RATELIMIT_STORAGE_URL=url)
+    # A fresh counter (Flask-Limiter's key names the endpoint) on servers kept per module.
+    endpoint = f"limited_{time.monotonic_ns()}"
+    route = f"/{endpoint}"
+
+    @api.app.get(route, endpoint=endpoint)
+    @api.guard.exempt
+    @api.guard.limiter.limit("2/minute")
+    def limited() -> str:
+        return "ok"
+
+    try:
+        statuses = [api.client.get(route).status_code for _ in range(3)]
+    finally:
+        api.close()
+    assert statuses == [200, 200, 429]
+
+
 def hammer(api: Api, token: str, stop: threading.Event, seen: Counter[int]) -> None:
     while not stop.is_set():
         seen[api.client.get("/orders", headers=api.bearer(token)).status_code] += 1

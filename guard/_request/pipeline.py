@@ -24,7 +24,8 @@ reply, in their order; whatever it sent is read before the view runs (:func:`set
 
 Around the pipeline, the WSGI layer (:mod:`guard._request.middleware`) opens each request's state
 and request id, adds the security, CORS and rate-limit headers to every response, and
-writes the audit entry.
+writes the audit entry once the body is done: as the app returns it when it is in memory
+(which :func:`run` notes on the response), when the server closes it when it streams.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Request, Response, after_this_request, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -50,7 +51,7 @@ from guard._request.body import check_body
 from guard._request.cors import Cors
 from guard._request.rate_limits import RateLimits
 from guard._request.security_headers import SecurityHeaders
-from guard._request.state import STATE, Policy, RequestState, Started, refuse
+from guard._request.state import RUNNING, STATE, Policy, RequestState, Started, refuse
 from guard.config import GuardConfig
 from guard.errors import GuardUnavailable, retry_later
 from guard.keys.lifecycle import Keys
@@ -149,6 +150,7 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     # read through the proxy costs a context lookup, and the stages read several.
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
     state: RequestState = current.environ[STATE]
+    after_this_request(_note_body)
     try:
         return _stages(gs, state, current)
     except HTTPException:
@@ -159,6 +161,21 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     finally:
         if state.early is not None:
             settle(state)
+
+
+def _note_body(response: Response) -> Response:
+    # Whatever answered (the view, a refusal, an error page), a body Flask holds in memory
+    # is done when the app returns it, and the WSGI layer finishes the request then. So is
+    # a refusal, error page or redirect Flask rendered from a werkzeug exception: whole,
+    # and saying its length. Anything else (a generator, a file) streams: the request is
+    # finished when the server closes the body.
+    if response.is_sequence or (
+        response.status_code >= 300 and response.content_length is not None
+    ):
+        state = RUNNING.get()
+        if state is not None:
+            state.body_in_memory = True
+    return response
 
 
 def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseReturnValue | None:

@@ -85,8 +85,11 @@ class RequestState:
     #: handler rendered the refusal without them.
     refusal_headers: Sequence[tuple[str, str]] = ()
     status: int = 0
-    #: The exception that ended the request, when the view raised one.
+    #: The exception that ended the request, when the view (or its streamed body) raised one.
     error: str | None = None
+    #: Flask answered with a body already in memory (a list, not a generator): the
+    #: request is over when the app returns it, not only when the server closes it.
+    body_in_memory: bool = False
 
 
 #: The state of the request the WSGI layer is running the app for, on this thread or

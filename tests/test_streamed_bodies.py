@@ -143,6 +143,13 @@ def test_with_the_test_client_a_streamed_body_is_audited_once_the_response_is_cl
     assert entry["latency_ms"] >= PAUSE * 1000
 
 
+def test_the_buffered_test_client_closes_a_streamed_body_itself(trail: Trail) -> None:
+    api = streaming_api(trail)
+    response = api.client.get("/export", headers=api.bearer(api.issue()), buffered=True)
+    assert trail.events == ["first chunk", "last chunk", "body done", ("entry", trail.entry())]
+    assert response.get_data() == b"id,name\n1,alice\n"
+
+
 def test_with_the_test_client_a_stream_that_fails_is_audited_as_an_error(trail: Trail) -> None:
     api = streaming_api(trail)
     response = api.client.get("/broken", headers=api.bearer(api.issue()))

@@ -7,11 +7,15 @@ handlers::
 
     1  https       plain HTTP is redirected to HTTPS                  https.py
     2  cors        a preflight from an allowed origin is answered     cors.py
-    3  policy      an exempt view needs nothing more                  policy.py
+    3  policy      the view's policy; an exempt view needs no more    policy.py
     4  auth        failed-attempt throttle, Bearer token, its key     auth.py
     5  ratelimit   the key's limits                                   rate_limits.py
     6  body        size and content type                              body.py
-    7  scopes      checked by the view's own wrapper when it is called policy.py
+    7  scopes      the key has every scope the view requires          policy.py
+
+Stages 3, 6 and 7 are the one place a view's policy is decided, before it runs: the
+wrappers the guard's decorators return only check that it was (see
+:mod:`guard._request.policy`).
 
 On Redis-backed limits one step comes first, :func:`start`: the WSGI layer calls it
 before Flask builds its request context, and for a request that will reach the
@@ -188,9 +192,14 @@ def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseRe
     if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)
-    policy = state.policy = gs.policy(request.endpoint)
+    policy = gs.policy(request.endpoint)
+    if policy.methods is not None:
+        policy = policy.methods.get(request.method, policy)
+    state.policy = policy
     if policy.exempt:
         state.reason = "exempt"  # no token is looked at: nothing to guess against here
+        if policy.content_types is not None:
+            check_body(state, request, gs.config.max_content_length, policy.content_types)
         return None
     header = environ.get("HTTP_AUTHORIZATION")
     started = state.early if state.early and state.early.header == header else None
@@ -203,4 +212,6 @@ def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseRe
     gs.limits.enforce(state, key, sent)
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)
+    if policy.scopes:
+        scopes.check_scopes(state, policy, gs.config.realm)
     return None

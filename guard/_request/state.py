@@ -15,7 +15,7 @@ import dataclasses
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from flask import has_request_context, request
@@ -48,6 +48,9 @@ class Policy:
     content_types: tuple[str, ...] | None = None
     #: A Content-Security-Policy for this view's responses instead of the API's.
     csp: str | None = None
+    #: A class-based view's policy for each HTTP method whose own method requires more
+    #: than the whole view does (``None``: the same for every method).
+    methods: Mapping[str, Policy] | None = dataclasses.field(default=None, compare=False)
 
 
 #: The policy of views with no decorator, and of requests that match no view.

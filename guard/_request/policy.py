@@ -27,8 +27,8 @@ same function registered at another. Anything else handed to them is a
 
 The wrapper a decorator returns decides nothing. When the view is called it checks that
 the request was decided with its requirements, and refuses with 503 if not (a decorator
-the guard could not see through, or the view called from another view): a view is never
-served unchecked.
+that keeps the view out of the guard's reach, or the view called from another view that
+requires less): a view is never served unchecked.
 """
 
 from __future__ import annotations
@@ -259,9 +259,9 @@ def _check_seen(policy: Policy, view: Callable[..., Any]) -> None:
         return
     logger.error(
         "guard: %s requires %s, which the guard did not see before the view ran "
-        "(a decorator above the guard's hides them, or another view called it): request %s "
-        "refused with 503. Write the guard's decorators right under the route decorator, "
-        "or use functools.wraps in the decorators above them",
+        "(a decorator above the guard's hides them, or a view requiring less called it): "
+        "request %s refused with 503. Write the guard's decorators right under the route "
+        "decorator, or use functools.wraps in the decorators above them",
         getattr(view, "__qualname__", repr(view)),
         _requirements(policy),
         state.request_id,

@@ -141,20 +141,26 @@ class Guard:
                 audit.logger.setLevel(logging.INFO)
 
     # -- the decorators: on a view (below @app.route) or on a blueprint -----------------
+    # What they mark is decided by the pipeline, before the view runs
+    # (guard._request.policy says where it finds the marks).
 
     def exempt(self, target: Target) -> Target:
         """Let requests reach ``target`` (a view or a blueprint) with no key and no limit,
-        e.g. health checks. No token is looked at there."""
+        e.g. health checks. No token is looked at there. Only the function registered
+        at the view's URL exempts it: under a decorator that hides it (no
+        ``functools.wraps``), or above ``@app.route``, the view stays protected."""
         return scopes.mark(target, exempt=True)
 
     def require(self, *required: str) -> Callable[[Target], Target]:
         """Refuse (403) keys that lack any of ``required`` scopes, on a view or on every
-        view of a blueprint."""
+        view of a blueprint: wherever it is written, under any other decorator, and
+        above ``@app.route`` too (then at every URL that function is registered at)."""
         _check_names("require", "scope", required)
         return lambda target: scopes.mark(target, scopes=required)
 
     def accepts(self, *content_types: str) -> Callable[[Target], Target]:
-        """Let a view take bodies of ``content_types`` instead of GUARD_CONTENT_TYPES."""
+        """Let a view take bodies of ``content_types`` instead of GUARD_CONTENT_TYPES
+        (and refuse the others with 415), under any other decorator."""
         _check_names("accepts", "content type", content_types)
         return lambda target: scopes.mark(target, content_types=content_types)
 

@@ -199,11 +199,11 @@ def test_a_decorator_given_neither_a_view_nor_a_blueprint_names_it(target: Any) 
     )
 
 
-def test_accepts_under_a_decorator_that_hides_it_is_enforced_by_the_view_itself() -> None:
-    api = Api(GUARD_CONTENT_TYPES="")  # no API-wide list: only the view's own check is left
+def test_accepts_under_a_decorator_that_hides_it_is_enforced() -> None:
+    api = Api(GUARD_CONTENT_TYPES="")  # no API-wide list: only the view's own list applies
 
     def plain(view: Any) -> Any:
-        """A decorator written without functools.wraps: the guard cannot see the view's policy."""
+        """A decorator written without functools.wraps: the view's policy is not on it."""
 
         def inner(*args: Any, **kwargs: Any) -> Any:
             return view(*args, **kwargs)

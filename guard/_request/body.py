@@ -15,7 +15,7 @@ from typing import IO
 
 from flask import Request
 
-from guard._request.state import RequestState, current, refuse
+from guard._request.state import RequestState, refuse
 from guard.errors import PayloadTooLarge, UnsupportedMediaType
 
 
@@ -34,7 +34,9 @@ def check_body(state: RequestState, request: Request, cap: int, accepted: tuple[
         # Before anything opened request.stream: the view reads this copy.
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-    check_content_type(request, accepted)
+    has_body = bool(request.content_length) or "HTTP_TRANSFER_ENCODING" in environ
+    if accepted and has_body and request.mimetype not in accepted:
+        refuse(state, UnsupportedMediaType, "unsupported_media_type")
 
 
 def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
@@ -47,10 +49,3 @@ def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
         parts.append(part)
         size += len(part)
     return b"".join(parts)
-
-
-def check_content_type(request: Request, accepted: tuple[str, ...]) -> None:
-    """Refuse (415) a request body whose type is not in ``accepted`` (empty: any)."""
-    has_body = bool(request.content_length) or "HTTP_TRANSFER_ENCODING" in request.environ
-    if accepted and has_body and request.mimetype not in accepted:
-        refuse(current(), UnsupportedMediaType, "unsupported_media_type")

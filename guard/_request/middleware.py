@@ -6,11 +6,18 @@ Working on the raw ``start_response`` header list spares werkzeug's per-header c
 sends, whoever rendered it: redirects, the guard's refusals rendered by an app's own
 error handler (whose protocol headers it puts back), 404s and 500s, and every exception
 that escapes the app.
+
+A request is finished (its audit entry written, its report made) once its body is done.
+A body Flask holds in memory is done when the app returns it. A streamed one (a generator,
+``stream_with_context``, a file) is done when the server closes it, after its last
+chunk: so the entry comes last, with the latency of the whole answer, and an exception
+raised while the body streams is audited as the error it is, not as the 200 whose status
+line had already gone out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from guard._request.cors import Cors
@@ -54,23 +61,29 @@ class GuardMiddleware:
             return start_response(status, headers, exc_info)
 
         running = RUNNING.set(state)
+        answered = False
         try:
             if self.start is not None:
                 self.start(environ, state)
             body = self.app(environ, start)
+            answered = True
         except BaseException as exc:
             # Nothing answered this request: record it as the 500 the server will send.
-            state.error = type(exc).__name__
-            state.status = 500
+            _failed(state, exc)
             raise
         finally:
             RUNNING.reset(running)
-            self._finish(state, environ, state.status or 500)
-        return body
+            if state.early is not None:
+                # Before the server reads a streamed body, which may talk to Redis itself.
+                settle(state)  # a hit sent early for a request the pipeline never reached
+            if not answered or state.body_in_memory:
+                self._finish(state, environ)
+        if state.body_in_memory:
+            return body
+        return _Streamed(body, self, state, environ)
 
-    def _finish(self, state: RequestState, environ: WSGIEnvironment, status: int) -> None:
-        if state.early is not None:
-            settle(state)  # a hit sent early for a request the pipeline never reached
+    def _finish(self, state: RequestState, environ: WSGIEnvironment) -> None:
+        status = state.status or 500
         audit.emit(state, environ, status)
         self.report(state, environ, status)
 
@@ -102,3 +115,57 @@ class GuardMiddleware:
             present.update(name.lower() for name, _ in missing)
         if state.windows and "ratelimit" not in present:
             headers.extend(ratelimit_headers(state.windows))
+
+
+def _failed(state: RequestState, exc: BaseException) -> None:
+    state.error = type(exc).__name__
+    state.status = 500
+
+
+class _Streamed:
+    """A streamed body, passed on chunk by chunk, that finishes its request when the
+    server closes it (as werkzeug's ``ClosingIterator`` runs its callbacks then, and as
+    every WSGI server must call ``close``). An exception raised while it streams is
+    recorded on the request's state first, so the request is audited as the 500 it is.
+    The request is finished once, even if the body's own ``close`` raises."""
+
+    __slots__ = ("_body", "_chunks", "_environ", "_guard", "_state")
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        guard: GuardMiddleware,
+        state: RequestState,
+        environ: WSGIEnvironment,
+    ) -> None:
+        self._body = body
+        self._chunks = iter(body)
+        self._guard: GuardMiddleware | None = guard
+        self._state = state
+        self._environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            _failed(self._state, exc)
+            raise
+
+    def close(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is None:
+            return  # closed already
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            _failed(self._state, exc)
+            raise
+        finally:
+            guard._finish(self._state, self._environ)

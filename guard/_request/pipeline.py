@@ -7,11 +7,15 @@ handlers::
 
     1  https       plain HTTP is redirected to HTTPS                  https.py
     2  cors        a preflight from an allowed origin is answered     cors.py
-    3  policy      an exempt view needs nothing more                  policy.py
+    3  policy      the view's policy; an exempt view needs no more    policy.py
     4  auth        failed-attempt throttle, Bearer token, its key     auth.py
     5  ratelimit   the key's limits                                   rate_limits.py
     6  body        size and content type                              body.py
-    7  scopes      checked by the view's own wrapper when it is called policy.py
+    7  scopes      the key has every scope the view requires          policy.py
+
+Stages 3, 6 and 7 are the one place a view's policy is decided, before it runs: the
+wrappers the guard's decorators return only check that it was (see
+:mod:`guard._request.policy`).
 
 On Redis-backed limits one step comes first, :func:`start`: the WSGI layer calls it
 before Flask builds its request context, and for a request that will reach the
@@ -24,7 +28,8 @@ reply, in their order; whatever it sent is read before the view runs (:func:`set
 
 Around the pipeline, the WSGI layer (:mod:`guard._request.middleware`) opens each request's state
 and request id, adds the security, CORS and rate-limit headers to every response, and
-writes the audit entry.
+writes the audit entry once the body is done: as the app returns it when it is in memory
+(which :func:`run` notes on the response), when the server closes it when it streams.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Request, Response, after_this_request, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -50,7 +55,7 @@ from guard._request.body import check_body
 from guard._request.cors import Cors
 from guard._request.rate_limits import RateLimits
 from guard._request.security_headers import SecurityHeaders
-from guard._request.state import STATE, Policy, RequestState, Started, refuse
+from guard._request.state import RUNNING, STATE, Policy, RequestState, Started, refuse
 from guard.config import GuardConfig
 from guard.errors import GuardUnavailable, retry_later
 from guard.keys.lifecycle import Keys
@@ -149,6 +154,7 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     # read through the proxy costs a context lookup, and the stages read several.
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
     state: RequestState = current.environ[STATE]
+    after_this_request(_note_body)
     try:
         return _stages(gs, state, current)
     except HTTPException:
@@ -161,6 +167,21 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
             settle(state)
 
 
+def _note_body(response: Response) -> Response:
+    # Whatever answered (the view, a refusal, an error page), a body Flask holds in memory
+    # is done when the app returns it, and the WSGI layer finishes the request then. So is
+    # a refusal, error page or redirect Flask rendered from a werkzeug exception: whole,
+    # and saying its length. Anything else (a generator, a file) streams: the request is
+    # finished when the server closes the body.
+    if response.is_sequence or (
+        response.status_code >= 300 and response.content_length is not None
+    ):
+        state = RUNNING.get()
+        if state is not None:
+            state.body_in_memory = True
+    return response
+
+
 def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseReturnValue | None:
     environ = request.environ
     if https.due(environ, gs.config.force_https):
@@ -169,9 +190,14 @@ def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseRe
     if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)
-    policy = state.policy = gs.policy(request.endpoint)
+    policy = gs.policy(request.endpoint)
+    if policy.methods is not None:
+        policy = policy.methods.get(request.method, policy)
+    state.policy = policy
     if policy.exempt:
         state.reason = "exempt"  # no token is looked at: nothing to guess against here
+        if policy.content_types is not None:
+            check_body(state, request, gs.config.max_content_length, policy.content_types)
         return None
     header = environ.get("HTTP_AUTHORIZATION")
     started = state.early if state.early and state.early.header == header else None
@@ -184,4 +210,6 @@ def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseRe
     gs.limits.enforce(state, key, sent)
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)
+    if policy.scopes:
+        scopes.check_scopes(state, policy, gs.config.realm)
     return None

@@ -15,7 +15,7 @@ import dataclasses
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from flask import has_request_context, request
@@ -48,6 +48,9 @@ class Policy:
     content_types: tuple[str, ...] | None = None
     #: A Content-Security-Policy for this view's responses instead of the API's.
     csp: str | None = None
+    #: A class-based view's policy for each HTTP method whose own method requires more
+    #: than the whole view does (``None``: the same for every method).
+    methods: Mapping[str, Policy] | None = dataclasses.field(default=None, compare=False)
 
 
 #: The policy of views with no decorator, and of requests that match no view.
@@ -85,8 +88,11 @@ class RequestState:
     #: handler rendered the refusal without them.
     refusal_headers: Sequence[tuple[str, str]] = ()
     status: int = 0
-    #: The exception that ended the request, when the view raised one.
+    #: The exception that ended the request, when the view (or its streamed body) raised one.
     error: str | None = None
+    #: Flask answered with a body already in memory (a list, not a generator): the
+    #: request is over when the app returns it, not only when the server closes it.
+    body_in_memory: bool = False
 
 
 #: The state of the request the WSGI layer is running the app for, on this thread or

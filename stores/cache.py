@@ -58,8 +58,11 @@ Pure, on :func:`functools.lru_cache` or a constant table:
   HSTS max age, fixed at construction (an ``lru_cache`` on a method is process-wide and
   holds its instance: one per app, 64 at most).
 - ``guard/_request/cors.py`` Cors._headers (lru_cache, 1,024): a CORS request's shape ->
-  Flask-CORS's answer on a scratch app, per instance; pure given the instance's
-  settings (this cache is being replaced with the CORS stage).
+  the headers Flask-CORS's rules give it, per instance; pure given the instance's
+  settings.
+- ``guard/_request/throttle.py`` FailureThrottle.client (lru_cache, 4,096): a client
+  address -> what its failures are counted under (an IPv6 address's network), per
+  instance; pure given the instance's prefix length.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ import redis.client
 
 from guard import Keys, Reason, TokenCodec
 from stores import Conflict, KeyRecord, RedisStore, StoreUnavailable, from_url
+from stores.testing import MakeStore, WritableStoreContract
 from tests.conftest import Api
 from tests.redis_server import RedisServer
-from tests.stores.contract import MakeStore, WritableStoreContract
 
 pytestmark = pytest.mark.redis
 

@@ -47,9 +47,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-import sqlalchemy as sa
-from psycopg import sql
+try:
+    import psycopg
+    import sqlalchemy as sa
+    from psycopg import sql
+except ModuleNotFoundError as exc:  # named in the error an app without the extra meets
+    raise ModuleNotFoundError(
+        f"the SQL store needs the sql extra: pip install 'flask-api-guard[sql]' ({exc})"
+    ) from exc
 
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache

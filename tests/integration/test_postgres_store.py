@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import random
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
-from guard import Keys, Reason, TokenCodec
-from stores import KeyRecord, from_url
-from stores.sql import SQLStore, init_schema
+from guard import Keys, KeyStateError, Reason, TokenCodec
+from guard.cli.commands import cli
+from stores import KeyRecord, StoreUnavailable, from_url
+from stores.sql import FALLBACK_TTL, SQLStore, init_schema
 from stores.testing import MakeStore, WritableStoreContract
+from tests.conftest import Api
 from tests.integration.test_redis_server import wait_until
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -63,3 +73,149 @@ def test_revocation_reaches_another_worker_well_under_a_second(
     operator.revoke(record.key_id)
     # The cache would keep the record for an hour: only the notification can refuse it.
     assert wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=1.0) < 1.0
+
+
+def test_cache_ttl_bounds_staleness_while_not_listening(
+    connect: Connect, postgres_server: PostgresServer, codec: TokenCodec
+) -> None:
+    worker_store = connect(cache_ttl=3600)
+    worker = Keys(worker_store, codec)
+    token, record = Keys(connect(), codec).create("alice")
+    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
+    # Revoke behind the store's back, so no notification is ever sent: the hour-long
+    # cache keeps the record, as on Redis when a message is lost.
+    revoked = dataclasses.replace(record, revoked_at=1.0)
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as raw:
+        raw.execute(
+            "UPDATE guard_keys SET record = %s WHERE key_id = %s",
+            (json.dumps(revoked.to_dict()), record.key_id),
+        )
+    assert worker.verify(token).ok
+    # Once the listener is cut off, the cache is dropped and the short TTL applies.
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as raw:
+        raw.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+        )
+    wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=2 * FALLBACK_TTL)
+    wait_until(lambda: worker_store.subscribed is True, timeout=5)  # listening again
+
+
+def test_outage_is_unavailable_and_recovers_without_a_restart(
+    connect: Connect, postgres_server: PostgresServer, codec: TokenCodec
+) -> None:
+    store = connect()
+    keys = Keys(store, codec)
+    token, record = keys.create("alice")
+    wait_until(lambda: keys.verify(token).ok and cached(store, record.key_id), 5)
+    postgres_server.stop()
+    try:
+        # The listener loses its connection and drops the cache; lookups then fail.
+        wait_until(lambda: keys.verify(token).reason is Reason.UNAVAILABLE, timeout=3.0)
+        with pytest.raises(StoreUnavailable) as info:
+            store.check()
+        assert isinstance(info.value.__cause__, sa.exc.DBAPIError)
+        with pytest.raises(StoreUnavailable):
+            keys.revoke(record.key_id)
+    finally:
+        postgres_server.start()
+    # The pool's pre-ping replaces the connections the restart cut.
+    wait_until(lambda: keys.verify(token).ok, timeout=5.0)
+    wait_until(lambda: store.subscribed is True, timeout=5.0)
+
+
+@pytest.mark.usefixtures("connect")  # the table is made
+def test_an_outage_is_a_503_with_retry_after_never_a_500(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    api = Api(GUARD_STORE_URL=postgres_url)
+    try:
+        token = api.issue()
+        assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+        postgres_server.stop()
+        try:
+            wait_until(
+                lambda: api.client.get("/orders", headers=api.bearer(token)).status_code == 503,
+                timeout=3.0,
+            )
+            refused = api.client.get("/orders", headers=api.bearer(token))
+            assert refused.status_code == 503
+            assert int(refused.headers["Retry-After"]) > 0
+        finally:
+            postgres_server.start()
+        wait_until(
+            lambda: api.client.get("/orders", headers=api.bearer(token)).status_code == 200,
+            timeout=5.0,
+        )
+    finally:
+        api.close()
+
+
+def test_concurrent_rotations_and_revocations_lose_none(
+    connect: Connect, codec: TokenCodec
+) -> None:
+    # Two hosts: one rotating every key while the other revokes every key, 200 writes
+    # racing on 100 records.
+    rotating, revoking = Keys(connect(), codec), Keys(connect(), codec)
+    created = [rotating.create(f"key-{n}")[1].key_id for n in range(100)]
+    jobs = [("rotate", key_id) for key_id in created] + [("revoke", key_id) for key_id in created]
+    random.Random(25).shuffle(jobs)
+
+    def run(job: tuple[str, str]) -> tuple[str, str, str | None]:
+        action, key_id = job
+        try:
+            if action == "rotate":
+                _, new = rotating.rotate(key_id, grace=3600)
+                return action, key_id, new.key_id
+            revoking.revoke(key_id)
+            return action, key_id, None
+        except KeyStateError:  # revoked before this rotation read it
+            return action, key_id, "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(run, jobs))
+    successors = {key_id: new for action, key_id, new in outcomes if action == "rotate"}
+    final = {record.key_id: record for record in Keys(connect(), codec).store.records()}
+    rotated = {key_id: new for key_id, new in successors.items() if new != "refused"}
+    # Every revocation stands, whatever rotation ran before or after it.
+    assert all(final[key_id].revoked_at is not None for key_id in created)
+    # Every rotation reported done is written whole, and none reported refused left a
+    # successor behind.
+    for key_id, new in rotated.items():
+        assert final[key_id].replaced_by == new
+        assert final[new].replaces == key_id
+    assert len(final) == len(created) + len(rotated)
+    assert {r.key_id for r in final.values() if r.replaces} == set(rotated.values())
+
+
+def test_store_init_run_twice_changes_nothing_the_second_time(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--store", postgres_url, "store", "init", "--prefix", "svc:"])
+    assert first.exit_code == 0, first.output
+    assert "created the key table svc_keys" in first.output
+    before = schema_and_rows(postgres_server)
+    second = runner.invoke(cli, ["--store", postgres_url, "store", "init", "--prefix", "svc:"])
+    assert second.exit_code == 0, second.output
+    assert "nothing changed" in second.output
+    assert schema_and_rows(postgres_server) == before
+
+
+def schema_and_rows(server: PostgresServer) -> tuple[list[Any], ...]:
+    """The table's columns, indexes and rows, with the row versions PostgreSQL keeps
+    (xmin changes on any write, even one that writes the same values)."""
+    with psycopg.connect(server.conninfo()) as raw:
+        columns = raw.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'svc_keys' ORDER BY column_name"
+        ).fetchall()
+        indexes = raw.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'svc_keys'"
+            " ORDER BY indexname"
+        ).fetchall()
+        rows = raw.execute(
+            "SELECT xmin::text, key_id, record, version FROM svc_keys ORDER BY key_id"
+        ).fetchall()
+    assert columns and indexes and rows
+    return columns, indexes, rows

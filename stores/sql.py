@@ -225,8 +225,11 @@ class SQLStore(KeyStore):
     :param timeout: seconds the invalidation listener waits to connect.
     :param cache_ttl: seconds a cached record is trusted while invalidations arrive.
     :param owns_engine: dispose of the engine on :meth:`close`.
-    :raises SchemaMismatch: if the table is missing or at another version.
-    :raises StoreUnavailable: if the database cannot be reached to check it.
+    :raises SchemaMismatch: if the table is missing or at another version, so an app
+        stops at start-up. A database that cannot be reached then is checked on first
+        use instead: a worker started during an outage must not stop its whole server
+        (gunicorn halts when one worker fails to boot); until the check passes every
+        call is :class:`~stores.StoreUnavailable`, so requests are refused with 503.
     """
 
     schemes = ("postgresql+psycopg", "sqlite", "sqlalchemy")
@@ -263,8 +266,15 @@ class SQLStore(KeyStore):
         self._pid = os.getpid()
         self._listener_pid: int | None = None
         self._start_lock = threading.Lock()
-        with translate_errors(), engine.connect() as conn:
-            version = schema_version(conn, self.table)
+        self._schema_checked = False
+        try:
+            with translate_errors(), engine.connect() as conn:
+                self._check_schema(conn)
+        except StoreUnavailable as exc:
+            logger.warning("cannot check the key table yet (%s); checking on first use", exc)
+
+    def _check_schema(self, conn: sa.Connection) -> None:
+        version = schema_version(conn, self.table)
         if version < SCHEMA_VERSION:
             state = "does not exist" if version == 0 else f"is at schema version {version}"
             raise SchemaMismatch(
@@ -273,6 +283,21 @@ class SQLStore(KeyStore):
             )
         if version > SCHEMA_VERSION:
             raise SchemaMismatch(_newer(self.table.name, version))
+        self._schema_checked = True
+
+    @contextmanager
+    def _connect(self, *, begin: bool = False) -> Iterator[sa.Connection]:
+        """A connection (in a transaction with ``begin``) on a table known to be this
+        guard's; every failure is :class:`~stores.StoreUnavailable`."""
+        with translate_errors(), self.engine.begin() if begin else self.engine.connect() as conn:
+            if not self._schema_checked:
+                try:
+                    self._check_schema(conn)
+                except SchemaMismatch as exc:
+                    # Found at run time: refused like an outage (503), never a 500.
+                    logger.error("%s", exc)
+                    raise StoreUnavailable(str(exc)) from exc
+            yield conn
 
     @property
     def subscribed(self) -> bool | None:
@@ -297,7 +322,7 @@ class SQLStore(KeyStore):
             return entry[0]
         generation = cache.generation
         query = sa.select(self.table.c.record).where(self.table.c.key_id == key_id)
-        with translate_errors(), self.engine.connect() as conn:
+        with self._connect() as conn:
             raw = conn.execute(query).scalar_one_or_none()
         record = None if raw is None else _parse(raw, key_id)
         cache.put(key_id, record, generation)
@@ -306,14 +331,14 @@ class SQLStore(KeyStore):
     def find_digest(self, digest: str) -> KeyRecord | None:
         table = self.table
         query = sa.select(table.c.key_id, table.c.record).where(table.c.digest == digest)
-        with translate_errors(), self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else _parse(row.record, row.key_id)
 
     def records(self) -> list[KeyRecord]:
         table = self.table
         query = sa.select(table.c.key_id, table.c.record).where(table.c.key_id != _SCHEMA_ROW)
-        with translate_errors(), self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(query.order_by(table.c.key_id)).all()
         return [_parse(row.record, row.key_id) for row in rows]
 
@@ -325,7 +350,7 @@ class SQLStore(KeyStore):
         compared = dict(expected or {})
         written = {record.key_id: record for record in records}
         try:
-            with translate_errors(), self.engine.begin() as conn:
+            with self._connect(begin=True) as conn:
                 self._compare_and_set(conn, compared, written)
         except Conflict:
             self._discard(compared)  # what was read is stale: the next read goes to the table
@@ -397,18 +422,18 @@ class SQLStore(KeyStore):
             .where(table.c.key_id == sa.bindparam("id"), later)
             .values(last_used=sa.bindparam("at"))
         )
-        with translate_errors(), self.engine.begin() as conn:
+        with self._connect(begin=True) as conn:
             # Guarded by "later": workers flush their batches in any order, the latest wins.
             conn.execute(statement, [{"id": key_id, "at": at} for key_id, at in used.items()])
 
     def last_used(self, key_id: str) -> float | None:
         query = sa.select(self.table.c.last_used).where(self.table.c.key_id == key_id)
-        with translate_errors(), self.engine.connect() as conn:
+        with self._connect() as conn:
             value = conn.execute(query).scalar_one_or_none()
         return None if value is None else float(value)
 
     def check(self) -> None:
-        with translate_errors(), self.engine.connect() as conn:
+        with self._connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:

@@ -219,3 +219,20 @@ def schema_and_rows(server: PostgresServer) -> tuple[list[Any], ...]:
         ).fetchall()
     assert columns and indexes and rows
     return columns, indexes, rows
+
+
+def test_a_worker_started_during_an_outage_serves_once_postgres_returns(
+    connect: Connect, postgres_url: str, postgres_server: PostgresServer, codec: TokenCodec
+) -> None:
+    token, _ = Keys(connect(), codec).create("alice")
+    postgres_server.stop()
+    try:
+        late = from_url(postgres_url, timeout=0.5)  # no error: checked on first use
+        keys = Keys(late, codec)
+        assert keys.verify(token).reason is Reason.UNAVAILABLE
+    finally:
+        postgres_server.start()
+    try:
+        wait_until(lambda: keys.verify(token).ok, timeout=5.0)
+    finally:
+        late.close()

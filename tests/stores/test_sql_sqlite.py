@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 import stores.sql
 from guard import Keys, Reason, TokenCodec
-from stores import InvalidRecord, InvalidStoreURL, KeyRecord, from_url
+from stores import InvalidRecord, InvalidStoreURL, KeyRecord, StoreUnavailable, from_url
 from stores.sql import FALLBACK_TTL, SchemaMismatch, SQLStore, init_schema, share_engine
 from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
 from tests.integration.test_redis_server import wait_until
@@ -148,3 +148,21 @@ def test_an_engine_on_another_database_is_refused() -> None:
     engine = sa.create_engine("mysql+pymysql://db/keys", module=sqlite3)
     with pytest.raises(InvalidStoreURL, match="postgresql\\+psycopg or sqlite, not mysql"):
         SQLStore(engine)
+
+
+def test_a_database_unreachable_at_start_up_is_checked_on_first_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker booting during an outage starts (refusing with 503) instead of failing to
+    # boot, which would make gunicorn stop every worker.
+    path = tmp_path / "not-yet" / "keys.db"
+    store = from_url(f"sqlite:///{path}")
+    assert "cannot check the key table yet" in caplog.text
+    with pytest.raises(StoreUnavailable):
+        store.get(ALICE.key_id)
+    path.parent.mkdir()
+    with pytest.raises(StoreUnavailable, match=r"does not exist.*`guard store init`"):
+        store.get(ALICE.key_id)  # reachable now, but the table is missing: still refused
+    init_schema(sa.create_engine(f"sqlite:///{path}"))
+    store.save(ALICE)
+    assert store.get(ALICE.key_id) == ALICE

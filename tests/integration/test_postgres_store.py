@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,7 +23,7 @@ from stores.sql import FALLBACK_TTL, SQLStore, init_schema
 from stores.testing import MakeStore, WritableStoreContract
 from tests.conftest import Api
 from tests.integration.test_redis_server import wait_until
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import DATABASE, PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -236,3 +238,49 @@ def test_a_worker_started_during_an_outage_serves_once_postgres_returns(
         wait_until(lambda: keys.verify(token).ok, timeout=5.0)
     finally:
         late.close()
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+
+
+def documented_grants() -> list[str]:
+    """The GRANT statements the deployment guide gives the guard's database user, on the
+    tests' database."""
+    match = re.search(r"```sql\nCREATE ROLE guard_app .*?\n(.*?)```", GUIDE.read_text(), re.S)
+    assert match, "the guide shows the guard_app role's grants"
+    grants = [line.rstrip(";") for line in match.group(1).splitlines() if line]
+    assert grants and all(grant.startswith("GRANT ") for grant in grants)
+    return [grant.replace("DATABASE app ", f"DATABASE {DATABASE} ") for grant in grants]
+
+
+def test_the_documented_least_privileges_are_enough_for_every_guard_operation(
+    connect: Connect, postgres_server: PostgresServer, codec: TokenCodec
+) -> None:
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = 'guard_app'").fetchone() is None:
+            admin.execute("CREATE ROLE guard_app LOGIN")
+        for grant in documented_grants():
+            admin.execute(grant)
+    url = sa.make_url(postgres_server.url).set(username="guard_app")
+    store = from_url(url.render_as_string(hide_password=False), timeout=0.5)
+    assert isinstance(store, SQLStore)
+    operator, worker = Keys(store, codec, accept_imported=True), Keys(connect(), codec)
+    try:
+        token, record = operator.create("alice")
+        operator.import_secret("legacy-secret-value-0123456789", "legacy")
+        assert operator.verify("legacy-secret-value-0123456789").ok
+        _, new = operator.rotate(record.key_id, grace=60)
+        operator.revoke(new.key_id)
+        assert operator.verify(token).ok
+        operator.note_use(record)
+        operator.flush_uses()
+        assert store.last_used(record.key_id) is not None
+        assert len(store.records()) == 3
+        store.check()
+        wait_until(lambda: store.subscribed is True, timeout=5)  # LISTEN needs no grant
+        assert worker.verify(token).ok
+        denied = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
+        with denied, store.engine.begin() as conn:  # nothing it was not granted
+            conn.execute(sa.text("DELETE FROM guard_keys"))
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ from guard import Keys, Reason, TokenCodec
 from stores import InvalidRecord, InvalidStoreURL, KeyRecord, StoreUnavailable, from_url
 from stores.sql import FALLBACK_TTL, SchemaMismatch, SQLStore, init_schema, share_engine
 from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
+from tests.conftest import Api
 from tests.integration.test_redis_server import wait_until
 
 
@@ -166,3 +167,15 @@ def test_a_database_unreachable_at_start_up_is_checked_on_first_use(
     init_schema(sa.create_engine(f"sqlite:///{path}"))
     store.save(ALICE)
     assert store.get(ALICE.key_id) == ALICE
+
+
+def test_a_guard_runs_on_the_engine_an_app_shared(sqlite_url: str) -> None:
+    # As docs/deployment.md shows for Flask-SQLAlchemy, whose db.engine is such an engine.
+    engine = sa.create_engine(sqlite_url)
+    share_engine("app", engine)
+    api = Api(GUARD_STORE_URL="sqlalchemy://app")
+    token = api.issue()
+    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+    api.close()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM guard_keys")).scalar() == 2

@@ -263,9 +263,9 @@ class SQLStore(KeyStore):
         self._owns_engine = owns_engine
         self._listening = threading.Event()
         self._closed = threading.Event()
-        self._pid = os.getpid()
-        self._listener_pid: int | None = None
-        self._start_lock = threading.Lock()
+        #: The process whose connections the pool holds, and the one using the store.
+        self._pool_pid, self._pid = os.getpid(), 0
+        self._adopt_lock = threading.Lock()
         self._schema_checked = False
         try:
             with translate_errors(), engine.connect() as conn:
@@ -305,11 +305,7 @@ class SQLStore(KeyStore):
         for ``cache_ttl`` (``None`` on SQLite, which has no notifications)."""
         if not self._notifies:
             return None
-        return (
-            self._listening.is_set()
-            and self._listener_pid == os.getpid()
-            and not self._closed.is_set()
-        )
+        return self._listening.is_set() and self._pid == os.getpid() and not self._closed.is_set()
 
     # -- reads -------------------------------------------------------------------------
 
@@ -445,34 +441,28 @@ class SQLStore(KeyStore):
     # -- invalidation ------------------------------------------------------------------
 
     def _current_cache(self) -> RecordCache:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._forked(pid)
-        if self._notifies and self._listener_pid != pid:
-            self._start_listener()
+        if self._pid != os.getpid():
+            self._adopt_process()
         return self.cache if self._listening.is_set() else self._fallback
 
-    def _forked(self, pid: int) -> None:
-        # The parent's pooled connections (gunicorn --preload) must not be shared with it.
-        with self._start_lock:
+    def _adopt_process(self) -> None:
+        # On first use in each process, not in __init__: gunicorn may build the store in
+        # its master (--preload) and fork the workers from it. A forked worker must not
+        # share the master's pooled connections, and the master's listener thread does
+        # not exist in it.
+        with self._adopt_lock:
+            pid = os.getpid()
             if self._pid == pid:
                 return
-            if self._owns_engine:
-                self.engine.dispose(close=False)
+            if self._owns_engine and self._pool_pid != pid:
+                self.engine.dispose(close=False)  # the parent's to close, not this process's
+                self._pool_pid = pid
             self._pid = pid
+            self._listening.clear()
             self.cache.clear()
             self._fallback.clear()
-
-    def _start_listener(self) -> None:
-        # Started on first use in each process: a thread started before gunicorn forks its
-        # workers does not exist in them.
-        with self._start_lock:
-            if self._listener_pid == os.getpid():
-                return
-            self._listener_pid = os.getpid()
-            self._listening.clear()
-            thread = threading.Thread(target=self._listen, name="guard-invalidate", daemon=True)
-            thread.start()
+            if self._notifies:
+                threading.Thread(target=self._listen, name="guard-invalidate", daemon=True).start()
 
     def _listen(self) -> None:
         args, params = self.engine.dialect.create_connect_args(self.engine.url)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,72 +18,40 @@ from click.testing import CliRunner
 
 from guard import Keys, KeyStateError, Reason, TokenCodec
 from guard.cli.commands import cli
-from stores import KeyRecord, StoreUnavailable, from_url
+from stores import StoreUnavailable, from_url
 from stores.sql import FALLBACK_TTL, SQLStore, init_schema
-from stores.testing import MakeStore, WritableStoreContract
 from tests.conftest import Api
-from tests.integration.test_redis_server import wait_until
+from tests.integration.shared_store import (
+    Connect,
+    SharedStoreContract,
+    stores_on,
+    wait_until,
+    warm_worker,
+)
 from tests.postgres_server import DATABASE, PostgresServer
 
 pytestmark = pytest.mark.postgres
 
-Connect = Callable[..., SQLStore]
-
 
 @pytest.fixture
 def connect(postgres_url: str) -> Iterator[Connect]:
-    """Opens stores on the real server, each with its own engine, like separate workers."""
+    """Opens stores on the real server's initialized table, each with its own engine,
+    like separate workers."""
     engine = sa.create_engine(postgres_url)
     init_schema(engine)
     engine.dispose()
-    opened: list[SQLStore] = []
-
-    def make(cache_ttl: float = 5.0) -> SQLStore:
-        store = from_url(postgres_url, cache_ttl=cache_ttl, timeout=0.5)
-        assert isinstance(store, SQLStore)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+    with stores_on(postgres_url, SQLStore) as make:
+        yield make
 
 
-class TestPostgresStore(WritableStoreContract):
-    @pytest.fixture
-    def make_store(self, connect: Connect) -> MakeStore:
-        def make(records: Sequence[KeyRecord]) -> SQLStore:
-            store = connect()
-            store.save(*records)
-            return store
-
-        return make
-
-
-def cached(store: SQLStore, key_id: str) -> bool:
-    return store.cache.get(key_id) is not None
-
-
-def test_revocation_reaches_another_worker_well_under_a_second(
-    connect: Connect, codec: TokenCodec
-) -> None:
-    operator = Keys(connect(), codec)
-    worker_store = connect(cache_ttl=3600)
-    worker = Keys(worker_store, codec)
-    token, record = operator.create("alice")
-    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
-    operator.revoke(record.key_id)
-    # The cache would keep the record for an hour: only the notification can refuse it.
-    assert wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=1.0) < 1.0
+class TestPostgresStore(SharedStoreContract):
+    """The contract, and a revocation reaching another worker through LISTEN/NOTIFY."""
 
 
 def test_cache_ttl_bounds_staleness_while_not_listening(
     connect: Connect, postgres_server: PostgresServer, codec: TokenCodec
 ) -> None:
-    worker_store = connect(cache_ttl=3600)
-    worker = Keys(worker_store, codec)
-    token, record = Keys(connect(), codec).create("alice")
-    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
+    worker_store, worker, token, record = warm_worker(connect, codec, cache_ttl=3600)
     # Revoke behind the store's back, so no notification is ever sent: the hour-long
     # cache keeps the record, as on Redis when a message is lost.
     revoked = dataclasses.replace(record, revoked_at=1.0)
@@ -106,10 +74,7 @@ def test_cache_ttl_bounds_staleness_while_not_listening(
 def test_outage_is_unavailable_and_recovers_without_a_restart(
     connect: Connect, postgres_server: PostgresServer, codec: TokenCodec
 ) -> None:
-    store = connect()
-    keys = Keys(store, codec)
-    token, record = keys.create("alice")
-    wait_until(lambda: keys.verify(token).ok and cached(store, record.key_id), 5)
+    store, keys, token, record = warm_worker(connect, codec)
     postgres_server.stop()
     try:
         # The listener loses its connection and drops the cache; lookups then fail.

@@ -18,7 +18,7 @@ from stores import InvalidRecord, InvalidStoreURL, KeyRecord, StoreUnavailable, 
 from stores.sql import FALLBACK_TTL, SchemaMismatch, SQLStore, init_schema, share_engine
 from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
 from tests.conftest import Api
-from tests.integration.test_redis_server import wait_until
+from tests.integration.shared_store import wait_until
 
 
 @pytest.fixture

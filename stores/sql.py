@@ -70,7 +70,8 @@ FALLBACK_TTL = 1.0
 MAX_BACKOFF = 2.0
 #: The key id of the row holding the schema version (no key id is empty).
 _SCHEMA_ROW = ""
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,58}")
+#: At most 56 characters, so the index name (the table's and "_digest") fits PostgreSQL's 63.
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,55}")
 #: Dialects the store runs on: its SQL is portable, its invalidation needs psycopg.
 _DIALECTS = {("postgresql", "psycopg"), ("sqlite", "pysqlite")}
 
@@ -102,14 +103,19 @@ def engine_from_url(url: str, timeout: float) -> tuple[sa.Engine, bool]:
     """
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise InvalidStoreURL(f"cannot read the store URL: {exc}") from None
+    except (sa.exc.ArgumentError, ValueError):
+        # Not echoed: the URL may hold a password.
+        raise InvalidStoreURL(
+            "cannot read the SQL store URL: expected postgresql+psycopg://user:password@"
+            "host:port/database, sqlite:///path/to/keys.db or sqlalchemy://NAME"
+        ) from None
     if parsed.drivername == "sqlalchemy":
         engine = _shared.get(parsed.host or "")
         if engine is None:
             raise InvalidStoreURL(
-                f"no engine is shared as {parsed.host!r}: call stores.sql.share_engine("
-                f"{parsed.host!r}, engine) before building the store"
+                f"no engine is shared as {parsed.host or ''!r}: sqlalchemy://NAME names an "
+                "engine shared with stores.sql.share_engine(NAME, engine) before the store "
+                "is built"
             )
         return engine, False
     if parsed.drivername == "sqlite":

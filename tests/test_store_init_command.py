@@ -3,6 +3,7 @@ and says so for stores that keep no schema."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from guard.cli.commands import cli
 from stores import from_url
 from stores.sql import SQLStore
 from stores.testing import ALICE
+from tests.conftest import PEPPER, SECRET
 
 
 def dump(path: Path) -> list[str]:
@@ -61,3 +63,22 @@ def test_init_refuses_an_unknown_scheme_or_a_bad_prefix_in_one_line(tmp_path: Pa
     bad = CliRunner().invoke(cli, ["--store", url, "store", "init", "--prefix", "Keys!"])
     assert bad.exit_code == 1
     assert "lowercase letters, digits and '_'" in bad.output
+
+
+def test_the_key_commands_work_on_a_sql_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    env = {"GUARD_STORE_URL": url, "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["store", "init"], env=env).exit_code == 0
+    created = runner.invoke(cli, ["keys", "create", "--name", "ops", "--json"], env=env)
+    assert created.exit_code == 0, created.output
+    token, key_id = json.loads(created.output)["token"], json.loads(created.output)["id"]
+    rotated = runner.invoke(cli, ["keys", "rotate", key_id, "--json"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    new_id = json.loads(rotated.output)["id"]
+    assert runner.invoke(cli, ["keys", "revoke", new_id], env=env).exit_code == 0
+    verified = runner.invoke(cli, ["keys", "verify"], input=token, env=env)
+    assert verified.exit_code == 0, verified.output  # in its grace period
+    listed = runner.invoke(cli, ["keys", "list", "--json"], env=env)
+    states = {row["id"]: row["state"] for row in json.loads(listed.output)}
+    assert states == {key_id: "in grace period", new_id: "revoked"}

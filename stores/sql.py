@@ -295,6 +295,8 @@ class SQLStore(KeyStore):
     def _connect(self, *, begin: bool = False) -> Iterator[sa.Connection]:
         """A connection (in a transaction with ``begin``) on a table known to be this
         guard's; every failure is :class:`~stores.StoreUnavailable`."""
+        if self._pid != os.getpid():
+            self._adopt_process()  # before taking a connection from a forked pool
         with translate_errors(), self.engine.begin() if begin else self.engine.connect() as conn:
             if not self._schema_checked:
                 try:

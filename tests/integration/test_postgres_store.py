@@ -6,6 +6,8 @@ import dataclasses
 import json
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -249,3 +251,43 @@ def test_the_documented_least_privileges_are_enough_for_every_guard_operation(
             conn.execute(sa.text("DELETE FROM guard_keys"))
     finally:
         store.close()
+
+
+FORKED_WORKER = """
+import os, sys, time
+from guard import Keys, Reason, TokenCodec
+from stores import from_url
+
+store = from_url(sys.argv[1])  # built before the fork, as under gunicorn --preload
+keys = Keys(store, TokenCodec(["s" * 32], ["p" * 32]))
+token, record = keys.create("alice")
+read, write = os.pipe()
+child = os.fork()
+if child == 0:
+    assert keys.verify(token).ok  # the child's own pool and listener
+    while not store.subscribed:
+        time.sleep(0.01)
+    os.write(write, b"ready")
+    deadline = time.monotonic() + 1.0
+    while keys.verify(token).reason is not Reason.REVOKED:
+        assert time.monotonic() < deadline, "the revocation did not reach the child"
+        time.sleep(0.01)
+    os._exit(0)
+os.read(read, 5)
+keys.revoke(record.key_id)  # the parent's connections still work after the fork
+_, status = os.waitpid(child, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.usefixtures("connect")  # the table is made
+def test_a_store_built_before_a_fork_gives_the_child_its_own_connections(
+    postgres_url: str,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKER, postgres_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout.strip() == "0", done.stderr

@@ -2,7 +2,7 @@
 
 A :class:`~stores.KeyStore` subclass that declares ``schemes`` is registered when its
 class is defined. A store that is not imported yet is named by its import path: the
-guard's Redis store here (so naming its schemes loads no driver), and a store in another
+guard's Redis and SQL stores here (so naming their schemes loads no driver), and a store in another
 distribution through an entry point of the group ``guard.stores`` (the scheme as its name,
 ``module:Class`` as its value). Either is imported only when its scheme is used.
 
@@ -19,10 +19,13 @@ from typing import Any
 #: The entry point group a third-party store is found through.
 ENTRY_POINT_GROUP = "guard.stores"
 
-#: The guard's own stores that are imported only when used.
-_LAZY = dict.fromkeys(
-    ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"), "stores.redis:RedisStore"
-)
+#: The guard's own stores that are imported only when used (with their drivers).
+_LAZY = {
+    **dict.fromkeys(
+        ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"), "stores.redis:RedisStore"
+    ),
+    **dict.fromkeys(("postgresql+psycopg", "sqlite", "sqlalchemy"), "stores.sql:SQLStore"),
+}
 
 _classes: dict[str, type[Any]] = {}
 

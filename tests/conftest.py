@@ -9,6 +9,10 @@ from guard import GuardConfig, Keys, TokenCodec
 from stores import MemoryStore
 from tests.redis_server import RedisServer
 
+# The store contract lives in the shipped package (for store authors): rewrite its asserts
+# as pytest does the suite's own, so a failing contract test says what differed.
+pytest.register_assert_rewrite("stores.testing")
+
 SECRET = "s" * 32
 PEPPER = "p" * 32
 

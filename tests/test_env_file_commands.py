@@ -14,8 +14,8 @@ from guard.cli.commands import cli
 from stores import EnvStore, KeyRecord
 from stores.env import parse_records, render_records
 from stores.envfile import read_variable, write_variable
+from stores.testing import ALICE
 from tests.conftest import PEPPER, SECRET, Clock
-from tests.stores.contract import ALICE
 
 BOB = KeyRecord(
     key_id="fedcba9876543210", name="bob", digest="b" * 64, pepper_id="p1", created_at=2

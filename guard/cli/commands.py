@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import click
 import limits
@@ -253,6 +254,54 @@ def cli(ctx: click.Context, store: str | None) -> None:
 @cli.group()
 def keys() -> None:
     """Manage API keys."""
+
+
+@cli.group()
+def store() -> None:
+    """Prepare the key store."""
+
+
+@store.command("init")
+@click.option(
+    "--prefix",
+    envvar="GUARD_STORE_PREFIX",
+    default="guard:",
+    show_default=True,
+    help="The store prefix (GUARD_STORE_PREFIX), which names the SQL table: guard: -> guard_keys.",
+)
+@click.pass_context
+def store_init(ctx: click.Context, prefix: str) -> None:
+    """Create the SQL store's table, or upgrade it to this guard's schema version.
+
+    Run it before the app starts, with a database user that may create tables; run
+    again, it changes nothing. The store is --store, else GUARD_STORE_URL (not the app's:
+    an app stops at start-up until its table is ready). Other stores need no set-up.
+    """
+    root = ctx.find_root()
+    url = root.params.get("store") if root.command is cli else None
+    url = url or os.environ.get("GUARD_STORE_URL") or "memory://"
+    with operator_errors():
+        cls = stores.store_class(urlsplit(url).scheme)
+        if cls is None:
+            stores.from_url(url)  # raises the error that names every known scheme
+        if cls is None or cls.__module__ != "stores.sql":
+            click.echo(f"{url.partition(':')[0]}:// stores keep no schema: nothing to do")
+            return
+        from stores import sql  # imported above by store_class: SQLAlchemy is installed
+
+        engine, owned = sql.engine_from_url(url, timeout=10.0)
+        try:
+            before, after = sql.init_schema(engine, prefix)
+        finally:
+            if owned:
+                engine.dispose()
+    table = sql.table_for(prefix).name
+    if before == after:
+        click.echo(f"the key table {table} is at schema version {after}: nothing changed")
+    elif before == 0:
+        click.echo(f"created the key table {table} (schema version {after})")
+    else:
+        click.echo(f"upgraded the key table {table} from schema version {before} to {after}")
 
 
 env_file_option = click.option(

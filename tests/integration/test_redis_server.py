@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,77 +16,35 @@ import redis
 import redis.client
 
 from guard import Keys, Reason, TokenCodec
-from stores import Conflict, KeyRecord, RedisStore, StoreUnavailable, from_url
+from stores import Conflict, RedisStore, StoreUnavailable, from_url
 from tests.conftest import Api
+from tests.integration.shared_store import (
+    Connect,
+    SharedStoreContract,
+    stores_on,
+    wait_until,
+    warm_worker,
+)
 from tests.redis_server import RedisServer
-from tests.stores.contract import MakeStore, WritableStoreContract
 
 pytestmark = pytest.mark.redis
-
-Connect = Callable[..., RedisStore]
 
 
 @pytest.fixture
 def connect(redis_url: str) -> Iterator[Connect]:
     """Opens stores on the real server, each with its own client, like separate workers."""
-    opened: list[RedisStore] = []
-
-    def make(cache_ttl: float = 5.0) -> RedisStore:
-        store = from_url(redis_url, cache_ttl=cache_ttl, timeout=0.5)
-        assert isinstance(store, RedisStore)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+    with stores_on(redis_url, RedisStore) as make:
+        yield make
 
 
-class TestRealRedisStore(WritableStoreContract):
-    @pytest.fixture
-    def make_store(self, connect: Connect) -> MakeStore:
-        def make(records: Sequence[KeyRecord]) -> RedisStore:
-            store = connect()
-            store.save(*records)
-            return store
-
-        return make
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition()`` held; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not reached within {timeout}s")
-        time.sleep(0.001)
-    return time.monotonic() - start
-
-
-def cached(store: RedisStore, key_id: str) -> bool:
-    return store.cache.get(key_id) is not None
-
-
-def test_revocation_reaches_another_worker_well_under_a_second(
-    connect: Connect, codec: TokenCodec
-) -> None:
-    operator = Keys(connect(), codec)
-    worker_store = connect(cache_ttl=3600)
-    worker = Keys(worker_store, codec)
-    token, record = operator.create("alice")
-    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
-    operator.revoke(record.key_id)
-    # The cache would keep the record for an hour: only the message can refuse it now.
-    wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=1.0)
+class TestRealRedisStore(SharedStoreContract):
+    """The contract, and a revocation reaching another worker through pub/sub."""
 
 
 def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
     connect: Connect, redis_server: RedisServer, codec: TokenCodec
 ) -> None:
-    worker_store = connect(cache_ttl=0.3)
-    worker = Keys(worker_store, codec)
-    token, record = Keys(connect(), codec).create("alice")
-    wait_until(lambda: worker.verify(token).ok and cached(worker_store, record.key_id), 5)
+    _, worker, token, record = warm_worker(connect, codec, cache_ttl=0.3)
     # Revoke behind the store's back, so no invalidation message is ever sent.
     revoked = dataclasses.replace(record, revoked_at=1.0)
     with redis_server.client() as raw:
@@ -98,10 +56,7 @@ def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
 def test_outage_is_unavailable_and_recovers_without_a_restart(
     connect: Connect, redis_server: RedisServer, codec: TokenCodec
 ) -> None:
-    store = connect()
-    keys = Keys(store, codec)
-    token, record = keys.create("alice")
-    wait_until(lambda: keys.verify(token).ok and cached(store, record.key_id), 5)
+    store, keys, token, _ = warm_worker(connect, codec)
     redis_server.stop()
     try:
         # The listener loses its subscription and drops the cache; lookups then fail.

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from stores import KeyRecord, RedisStore, from_url
+from stores.testing import MakeStore, WritableStoreContract
 from tests.conftest import Api
 from tests.redis_topologies import ClusterSetup, SentinelSetup
-from tests.stores.contract import MakeStore, WritableStoreContract
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,7 @@ import pytest
 
 from stores import EnvStore, InvalidRecord, InvalidStoreURL, KeyRecord, from_url
 from stores.env import parse_records, render_records
-from tests.stores.contract import ALICE, MakeStore, ReadOnlyStoreContract
+from stores.testing import ALICE, MakeStore, ReadOnlyStoreContract
 
 
 class TestEnvStore(ReadOnlyStoreContract):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from stores import KeyRecord
 from stores.env import parse_records, render_records
 from stores.envfile import EnvFileError, env_line, read_variable, write_variable
-from tests.stores.contract import ALICE
+from stores.testing import ALICE
 
 HOSTILE = [
     "x' ;touch pwned; '",

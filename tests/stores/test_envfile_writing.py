@@ -16,7 +16,7 @@ import pytest
 from stores import EnvStore, InvalidStoreURL
 from stores.env import parse_records, render_records
 from stores.envfile import EnvFileError, env_line, read_variable, write_variable
-from tests.stores.contract import ALICE
+from stores.testing import ALICE
 
 
 @pytest.mark.parametrize(

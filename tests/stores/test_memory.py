@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from stores import KeyRecord, MemoryStore, from_url
-from tests.stores.contract import MakeStore, WritableStoreContract
+from stores.testing import MakeStore, WritableStoreContract
 
 
 class TestMemoryStore(WritableStoreContract):

@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 
 from stores import InvalidRecord, KeyRecord, RedisStore, StoreUnavailable
-from tests.stores.contract import ALICE, LEGACY, MakeStore, WritableStoreContract
+from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
 
 
 class TestFakeRedisStore(WritableStoreContract):

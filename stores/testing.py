@@ -1,7 +1,36 @@
-"""What every credential store must do, run against each backend by subclassing.
+"""The store contract: what every credential store must do, for store authors' test suites.
 
-A subclass provides ``make_store(records)``: a store holding exactly ``records``.
-Writable backends also run :class:`WritableStoreContract`.
+The guard's own suite runs it over every backend it ships (memory, env, Redis, SQL), and a
+store in another distribution proves itself the same way: subclass the contract that fits
+and provide one fixture, ``make_store``, returning a callable that builds a store holding
+exactly the records it is given (a fresh, empty backend each time)::
+
+    import pytest
+    from stores.testing import MakeStore, WritableStoreContract
+
+    from mystore import MyStore
+
+
+    class TestMyStore(WritableStoreContract):
+        @pytest.fixture
+        def make_store(self) -> MakeStore:
+            def make(records):
+                store = MyStore("my://test")
+                store.save(*records)
+                return store
+
+            return make
+
+:class:`StoreContract` is what every store must do (reads, last use, ``check``);
+:class:`WritableStoreContract` adds atomic saves and the compare-and-set every lifecycle
+write relies on, so a revocation is never undone by a concurrent rotation;
+:class:`ReadOnlyStoreContract` is for stores that refuse writes at run time (``env://``).
+Every test goes through :class:`~stores.KeyStore`'s public methods only.
+
+This module imports pytest and is for test suites only: nothing the guard ships imports it.
+For pytest's detailed assertion messages in these tests, call
+``pytest.register_assert_rewrite("stores.testing")`` in your ``conftest.py`` before
+importing it.
 """
 
 from __future__ import annotations

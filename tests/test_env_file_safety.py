@@ -16,8 +16,8 @@ import pytest
 
 from stores.env import parse_records, render_records
 from stores.envfile import read_variable
+from stores.testing import ALICE
 from tests.conftest import PEPPER, SECRET
-from tests.stores.contract import ALICE
 
 GUARD = str(Path(sys.executable).with_name("guard"))
 NOBODY = 65534

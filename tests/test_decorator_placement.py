@@ -263,3 +263,39 @@ def test_a_view_that_calls_a_protected_view_requires_what_that_view_requires() -
     client = app.test_client()
     assert client.get("/log", headers=bearer(app, guard, "read")).status_code == 403
     assert client.get("/log", headers=bearer(app, guard, "admin")).status_code == 200
+
+
+def test_a_blueprints_requirement_holds_before_its_own_earlier_hooks() -> None:
+    # Review round 3, item 11: a blueprint hook registered before guard.require(...)(bp)
+    # ran before the scope check, and its answer reached a key without the scope.
+    app, guard = make_app()
+    admin = Blueprint("admin", __name__)
+    reports = Blueprint("reports", __name__)
+    ran: list[str] = []
+
+    @admin.before_request
+    def admin_answers() -> str | None:
+        ran.append("admin")
+        return None
+
+    @reports.before_request
+    def reports_answers() -> str:
+        ran.append("reports")
+        return "answered by the blueprint's hook"
+
+    @reports.get("/daily")
+    def daily() -> str:
+        return "daily"
+
+    guard.require("admin")(admin)  # after the hooks, as in the finding
+    admin.register_blueprint(reports, url_prefix="/reports")
+    app.register_blueprint(admin, url_prefix="/admin")
+    client = app.test_client()
+    refused = client.get("/admin/reports/daily", headers=bearer(app, guard, "reports"))
+    assert refused.status_code == 403
+    assert 'scope="admin"' in refused.headers["WWW-Authenticate"]
+    assert client.get("/admin/reports/daily").status_code == 401
+    assert ran == []
+    allowed = client.get("/admin/reports/daily", headers=bearer(app, guard, "admin"))
+    assert allowed.get_data(as_text=True) == "answered by the blueprint's hook"
+    assert ran == ["admin", "reports"]

@@ -223,3 +223,40 @@ def test_accepts_under_a_decorator_that_hides_it_is_enforced() -> None:
         "/imports", headers=api.bearer(token), data="a,b", content_type="text/csv"
     )
     assert csv.status_code == 200
+
+
+def bearer(app: Flask, guard: Guard, *scopes: str) -> dict[str, str]:
+    with app.app_context():
+        token, _ = guard.keys.create("k", scopes=scopes)
+    return Api.bearer(token)
+
+
+def test_a_view_swapped_in_after_the_first_request_is_decided_by_its_own_policy() -> None:
+    # Review round 3, item 12: the policy cached for an endpoint outlived its view, so a
+    # protected view put in place of an exempt one after the first request was served
+    # to anyone.
+    app = Flask("app")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+
+    @app.get("/report")
+    @guard.exempt
+    def report() -> str:
+        return "public summary"
+
+    client = app.test_client()
+    assert client.get("/report").status_code == 200
+
+    def full_report() -> str:
+        return "every order"
+
+    app.view_functions["report"] = full_report  # no decorator: protected
+    assert client.get("/report").status_code == 401
+    app.view_functions["report"] = guard.require("reports:read")(full_report)
+    refused = client.get("/report", headers=bearer(app, guard, "orders:read"))
+    assert refused.status_code == 403
+    assert 'scope="reports:read"' in refused.headers["WWW-Authenticate"]
+    allowed = client.get("/report", headers=bearer(app, guard, "reports:read"))
+    assert allowed.get_data(as_text=True) == "every order"
+    app.view_functions["report"] = report
+    assert client.get("/report").status_code == 200

@@ -157,9 +157,6 @@ def document(target: object, *, app: Flask | None, exempt_docs: bool) -> None:
         if exempt_docs:
             view = scopes.mark(view, exempt=True)
         app.view_functions[endpoint] = view
-    state = app.extensions.get("guard")
-    if state is not None:
-        state.policies.clear()  # a policy looked up before this call is stale now
 
 
 def _pinned(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -25,7 +25,6 @@ inline scripts (see :mod:`guard.integrations.docs_pages` for why hashes are comp
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable
@@ -37,6 +36,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from guard import errors
 from guard._request import policy as scopes
+from guard._request.pipeline import GuardState
 from guard._request.state import Policy
 from guard.errors import ConfigurationError, RequestRejected
 from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
@@ -212,15 +212,15 @@ def _endpoints(app: Flask, chosen: Callable[[str, Callable[..., Any]], bool]) ->
 
 
 def view_policy(app: Flask, endpoint: str | None, method: str) -> Policy:
-    """What the guard applies to ``method`` on ``endpoint``: the endpoint's policy (its
-    view's and its blueprints'), and the scopes required on a MethodView's method, which
-    its wrapper enforces when called. The one lookup of this module."""
-    found = scopes.for_endpoint(app, endpoint)
-    view = app.view_functions.get(endpoint or "")
-    handler = getattr(getattr(view, "view_class", None), method.lower(), None)
-    if handler is None:
+    """The policy the guard's pipeline decides a ``method`` request to ``endpoint`` by:
+    its view's and its blueprints', and a class-based view's method's, wherever the
+    decorators are written (under a decorator without ``functools.wraps`` too). The one
+    lookup of this module, so the document says what the guard does."""
+    state: GuardState = app.extensions["guard"]
+    found = state.policy(endpoint, app)
+    if found.methods is None:
         return found
-    return dataclasses.replace(found, scopes=found.scopes | scopes.of(handler).scopes)
+    return found.methods.get(method.upper(), found)
 
 
 def endpoint_for(app: Flask, path: str, method: str) -> str | None:

@@ -437,3 +437,37 @@ def test_an_apispec_without_the_app_outside_an_app_context_is_refused() -> None:
     _, guard = flask_app()
     with pytest.raises(TypeError, match="app=app"):
         guard.openapi(APISpec("Plain", "1", "3.1.0"))
+
+
+def test_a_method_views_methods_are_documented_as_the_guard_decides_them() -> None:
+    # The document reads the pipeline's own policy: scopes on a method under a decorator
+    # without functools.wraps are documented, and so is a method's exemption.
+    app, api, guard = smorest_app()
+
+    def logged(view: Any) -> Any:
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **kwargs)
+
+        return inner
+
+    blp = SmorestBlueprint("stock", "stock", url_prefix="/stock")
+
+    @blp.route("/")
+    class Stock(MethodView):
+        @guard.exempt
+        def get(self) -> dict[str, str]:
+            return {}
+
+        @logged
+        @guard.require("stock:write")
+        def put(self) -> dict[str, str]:
+            return {}
+
+    api.register_blueprint(blp)
+    stock = app.test_client().get("/openapi.json").json["paths"]["/stock/"]
+    assert stock["get"]["security"] == []
+    assert stock["put"]["x-required-scopes"] == ["stock:write"]
+    with app.app_context():
+        token, _ = guard.keys.create("writer", scopes=["orders:read"])
+    put = app.test_client().put("/stock/", headers={"Authorization": f"Bearer {token}"})
+    assert put.status_code == 403

@@ -11,7 +11,10 @@ Flask endpoint the path and method route to and documents what the guard does th
   as the requirement's role list; in 3.0, where that list must be empty for ``http``
   schemes, in an ``x-required-scopes`` extension; and it documents the guard's refusals
   (400, 401, 403 where scopes apply, 413 and 415 where a body may come, 429, 503) with
-  their JSON body and protocol headers;
+  their JSON body and protocol headers. A 400 is also the app's own answer to a body it
+  cannot parse (or, with some settings, to one that fails validation), in the app's
+  shape: there the guard's body is documented as one of the possible ones (``anyOf``),
+  beside the app's own 400 where the operation documents one, never in its place;
 - an exempt operation gets ``security: []``.
 
 An operation whose path matches no endpoint is documented as protected, as the guard
@@ -99,7 +102,7 @@ _RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bo
     "400": (
         "GuardInvalidRequest",
         (errors.InvalidRequest,),
-        {"GuardWWWAuthenticate": True},
+        {"GuardWWWAuthenticate": False},  # not on the app's own 400s
     ),
     "401": (
         "GuardUnauthorized",
@@ -258,8 +261,8 @@ class GuardPlugin(BasePlugin):
         components = spec.components
         components.security_scheme(SCHEME, self._scheme())
         components.schema(ERROR_SCHEMA, _error_schema())
-        for name, kinds, headers in _RESPONSES.values():
-            components.response(name, _response(kinds, headers))
+        for code, (name, kinds, headers) in _RESPONSES.items():
+            components.response(name, _response(code, kinds, headers))
 
     def _scheme(self) -> dict[str, Any]:
         prefix = self.token_prefix
@@ -305,9 +308,31 @@ class GuardPlugin(BasePlugin):
         if method in _BODY_METHODS or "requestBody" in operation:
             codes += ["413", "415"]
         responses = operation.setdefault("responses", {})
-        documented = {str(code) for code in responses}  # the app's own stay as written
-        for code in sorted(set(codes) - documented):
+        documented = {str(code): code for code in responses}  # the app's own stay
+        for code in sorted(set(codes) - set(documented)):
             responses[code] = {"$ref": f"#/components/responses/{_RESPONSES[code][0]}"}
+        if "400" in documented:
+            _or_the_guards(responses[documented["400"]])
+
+
+def _or_the_guards(response: dict[str, Any]) -> None:
+    # The app documents its own 400 (APIFlask's validation errors, with
+    # VALIDATION_ERROR_STATUS_CODE = 400): each body it names may also be the guard's.
+    # A response the app shares by reference is left as the app wrote it.
+    if "$ref" in response:
+        return
+    guards = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    content = response.setdefault("content", {})
+    for media in content.values():
+        if isinstance(media, dict) and "schema" in media:
+            media["schema"] = {"anyOf": [media["schema"], guards]}
+    content.setdefault("application/json", {"schema": {"anyOf": [{}, guards]}})
+    name, header = _HEADERS["GuardWWWAuthenticate"]
+    response.setdefault("headers", {}).setdefault(name, {**header, "required": False})
+    response["description"] = (
+        f"{response.get('description', '')} (or the guard's refusal of a malformed "
+        "Authorization header)"
+    ).lstrip()
 
 
 def _error_schema() -> dict[str, Any]:
@@ -327,22 +352,33 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
-def _response(kinds: tuple[type[RequestRejected], ...], headers: dict[str, bool]) -> dict[str, Any]:
+def _response(
+    code: str, kinds: tuple[type[RequestRejected], ...], headers: dict[str, bool]
+) -> dict[str, Any]:
     examples = {
         kind.error: {
             "value": {"error": kind.error, "message": kind.message, "request_id": "4bf92f3577b3"}
         }
         for kind in kinds
     }
+    description = " or ".join(kind.message for kind in kinds)
+    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    if code == "400":
+        # The app answers 400 too, in its own shape, which the guard cannot know.
+        description = (
+            f"The guard's refusal ({description}) or the app's own 400, such as a body "
+            "it cannot parse, in the app's error shape"
+        )
+        schema = {"anyOf": [schema, {}]}
     return {
-        "description": " or ".join(kind.message for kind in kinds),
+        "description": description,
         "headers": {
             _HEADERS[name][0]: {**_HEADERS[name][1], "required": required}
             for name, required in headers.items()
         },
         "content": {
             "application/json": {
-                "schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"},
+                "schema": schema,
                 "examples": examples,
             }
         },

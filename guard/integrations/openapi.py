@@ -22,19 +22,19 @@ treats a request that matches no view: the document never promises open access t
 guard would refuse. The documentation pages the framework registers are exempted (no key
 needed to read them) unless ``exempt_docs=False``; its HTML pages (not the JSON document,
 which keeps the API's ``default-src 'none'``) are sent under
-:data:`guard.integrations.docs_pages.DOCS_CSP`, narrowed on each page to the hashes of its own
-inline scripts (see :mod:`guard.integrations.docs_pages` for why hashes are computed per response).
+:data:`guard.integrations.docs_pages.DOCS_CSP`, with a nonce per request that only the
+``<script>`` tags of the page's own templates carry (see :mod:`guard.integrations.docs_pages`
+for why, and not hashes of what the page sends).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from apispec import APISpec, BasePlugin
-from flask import Flask, Response, current_app, has_app_context, make_response
+from flask import Flask, current_app, has_app_context
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from guard import errors
@@ -42,7 +42,8 @@ from guard._request import policy as scopes
 from guard._request.pipeline import GuardState
 from guard._request.state import Policy
 from guard.errors import ConfigurationError, RequestRejected
-from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
+from guard.integrations import docs_pages
+from guard.integrations.docs_pages import DOCS_CSP
 
 __all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
 
@@ -151,23 +152,16 @@ def document(target: object, *, app: Flask | None, exempt_docs: bool) -> None:
             f"or an apispec APISpec, not {type(target).__name__}"
         )
     _answer_as_documented(app)
+    docs_pages.install(app)
     for endpoint in docs:
         # A new wrapper for this registration (a bound method, for flask-smorest).
         view = app.view_functions[endpoint]
         if endpoint.rpartition(".")[2] not in _DOCUMENT_ENDPOINTS:
             # An HTML page: let it run, with its own inline scripts only.
-            view = scopes.mark(_pinned(view), csp=DOCS_CSP)
+            view = scopes.mark(docs_pages.pinned_view(view), csp=DOCS_CSP)
         if exempt_docs:
             view = scopes.mark(view, exempt=True)
         app.view_functions[endpoint] = view
-
-
-def _pinned(view: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(view)
-    def page(*args: Any, **kwargs: Any) -> Response:
-        return pin_inline_scripts(make_response(view(*args, **kwargs)))
-
-    return page
 
 
 def _answer_as_documented(app: Flask) -> None:

@@ -260,3 +260,34 @@ def test_a_view_swapped_in_after_the_first_request_is_decided_by_its_own_policy(
     assert allowed.get_data(as_text=True) == "every order"
     app.view_functions["report"] = report
     assert client.get("/report").status_code == 200
+
+
+def test_an_app_endpoint_named_like_an_exempt_blueprints_views_stays_protected() -> None:
+    # Review round 3, item 17: Flask names an app's own endpoint "public.x" as it names
+    # the public blueprint's views, and the endpoint inherited the blueprint's exemption.
+    app = Flask("app", static_folder=None)
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+    public = Blueprint("public", __name__, static_folder="static", static_url_path="/files")
+
+    @public.get("/status")
+    def status() -> str:
+        return "up"
+
+    guard.exempt(public)
+    guard.headers(csp="default-src 'self'")(public)
+    app.register_blueprint(public, url_prefix="/public")
+
+    def orders() -> str:
+        return "every order"
+
+    app.add_url_rule("/orders", "public.orders", orders)
+    client = app.test_client()
+    assert client.get("/public/status").status_code == 200
+    assert client.get("/public/files/missing.css").status_code == 404  # its static files: open
+    refused = client.get("/orders")
+    assert refused.status_code == 401
+    assert refused.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    allowed = client.get("/orders", headers=bearer(app, guard))
+    assert allowed.get_data(as_text=True) == "every order"
+    assert allowed.headers["Content-Security-Policy"].startswith("default-src 'none'")

@@ -33,8 +33,8 @@ Holding state, on :class:`BoundedCache`:
   client address -> failed attempts, window end, blocked; the window's end, read on every
   lookup (an expired entry counts as none); the shared limiter stays the truth.
 - ``guard/_request/pipeline.py`` GuardState.policies (BoundedCache, 4,096): endpoint ->
-  its view policy, per app; never: looked up on an endpoint's first request, and Flask
-  refuses new views once requests are served.
+  the view it was found for and that view's policy, per app; looked up again when the
+  endpoint's view is another object (a view swapped into ``app.view_functions``).
 - ``guard/_request/rate_limits.py`` RateLimits._plans (BoundedCache, 4,096): (limit
   string, counter, identifier) -> the hit's plan, per limiter; never (a function of its
   strings and the limiter's storage, and it goes with the limiter).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from flask import Blueprint, Flask
@@ -263,3 +263,138 @@ def test_a_view_that_calls_a_protected_view_requires_what_that_view_requires() -
     client = app.test_client()
     assert client.get("/log", headers=bearer(app, guard, "read")).status_code == 403
     assert client.get("/log", headers=bearer(app, guard, "admin")).status_code == 200
+
+
+def test_a_blueprints_requirement_holds_before_its_own_earlier_hooks() -> None:
+    # Review round 3, item 11: a blueprint hook registered before guard.require(...)(bp)
+    # ran before the scope check, and its answer reached a key without the scope.
+    app, guard = make_app()
+    admin = Blueprint("admin", __name__)
+    reports = Blueprint("reports", __name__)
+    ran: list[str] = []
+
+    @admin.before_request
+    def admin_answers() -> str | None:
+        ran.append("admin")
+        return None
+
+    @reports.before_request
+    def reports_answers() -> str:
+        ran.append("reports")
+        return "answered by the blueprint's hook"
+
+    @reports.get("/daily")
+    def daily() -> str:
+        return "daily"
+
+    guard.require("admin")(admin)  # after the hooks, as in the finding
+    admin.register_blueprint(reports, url_prefix="/reports")
+    app.register_blueprint(admin, url_prefix="/admin")
+    client = app.test_client()
+    refused = client.get("/admin/reports/daily", headers=bearer(app, guard, "reports"))
+    assert refused.status_code == 403
+    assert 'scope="admin"' in refused.headers["WWW-Authenticate"]
+    assert client.get("/admin/reports/daily").status_code == 401
+    assert ran == []
+    allowed = client.get("/admin/reports/daily", headers=bearer(app, guard, "admin"))
+    assert allowed.get_data(as_text=True) == "answered by the blueprint's hook"
+    assert ran == ["admin", "reports"]
+
+
+def options_app() -> tuple[Flask, Guard]:
+    """``@guard.require("admin")`` on a view, on a blueprint, and on a MethodView's
+    method, with CORS on for one origin."""
+    app = Flask("app")
+    app.config.update(LOCAL_CONFIG, GUARD_CORS_ORIGINS="https://app.example")
+    guard = Guard(app)
+
+    @app.get("/view")
+    @guard.require("admin")
+    def view() -> str:
+        return "view"
+
+    admin = Blueprint("admin", __name__)
+
+    @admin.get("/blueprint")
+    def in_blueprint() -> str:
+        return "blueprint"
+
+    guard.require("admin")(admin)
+    app.register_blueprint(admin)
+
+    class Users(MethodView):
+        def get(self) -> str:
+            return "users"
+
+        @guard.require("admin")
+        def delete(self) -> str:
+            return "deleted"
+
+    app.add_url_rule("/method-view", view_func=Users.as_view("users"))
+    return app, guard
+
+
+@pytest.mark.parametrize("path", ["/view", "/blueprint", "/method-view"])
+def test_options_asks_what_every_method_of_the_view_asks(path: str) -> None:
+    # Review round 3, item 16: OPTIONS on a view requiring a scope answered 200 and its
+    # Allow header to a key without the scope, where the blueprint form answered 403.
+    app, guard = options_app()
+    client = app.test_client()
+    refused = client.options(path, headers=bearer(app, guard, "users"))
+    assert refused.status_code == 403
+    assert 'scope="admin"' in refused.headers["WWW-Authenticate"]
+    assert "Allow" not in refused.headers
+    assert client.options(path).status_code == 401
+    allowed = client.options(path, headers=bearer(app, guard, "admin"))
+    assert allowed.status_code == 200
+    assert "GET" in allowed.headers["Allow"]
+    # A browser's preflight from the allowed origin is answered before authentication.
+    preflight = client.options(
+        path,
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+def test_a_method_views_methods_may_be_exempt_or_accept_their_own_content_types() -> None:
+    # Review round 3, item 17: @guard.exempt and @guard.accepts on a MethodView's
+    # method were silently ignored.
+    app, guard = make_app()
+
+    class Hooks(MethodView):
+        @guard.exempt
+        def get(self) -> str:
+            return "status"
+
+        @guard.accepts("text/csv")
+        def post(self) -> str:
+            return "imported"
+
+        @logged
+        @guard.exempt
+        def delete(self) -> str:  # the exemption is hidden: protected
+            return "deleted"
+
+    class Locked(MethodView):
+        decorators: ClassVar[list[Callable[..., Any]]] = [guard.require("admin")]
+
+        @guard.exempt
+        def get(self) -> str:  # the whole view requires a scope: never exempt
+            return "locked"
+
+    app.add_url_rule("/hooks", view_func=Hooks.as_view("hooks"))
+    app.add_url_rule("/locked", view_func=Locked.as_view("locked"))
+    client = app.test_client()
+    assert client.get("/hooks").get_data(as_text=True) == "status"
+    assert client.head("/hooks").status_code == 200
+    assert client.post("/hooks", data="a,b", content_type="text/csv").status_code == 401
+    assert client.delete("/hooks").status_code == 401
+    assert client.options("/hooks").status_code == 401  # not every method is exempt
+    key = bearer(app, guard)
+    csv = client.post("/hooks", data="a,b", content_type="text/csv", headers=key)
+    assert csv.status_code == 200
+    assert client.post("/hooks", json={"a": 1}, headers=key).status_code == 415
+    assert client.delete("/hooks", headers=key).status_code == 200
+    assert client.get("/locked").status_code == 401
+    assert client.get("/locked", headers=key).status_code == 403

@@ -9,10 +9,12 @@ import logging
 from typing import Any
 
 import pytest
-from flask import request
+from flask import Flask, request
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.conftest import Api
+from guard import Guard
+from tests.conftest import LOCAL_CONFIG, Api
+from tests.servers import served
 
 CAP = 100_000
 
@@ -186,3 +188,46 @@ def test_a_request_that_declares_no_body_is_never_read(api: Api, declared: str |
     environ.update({"wsgi.input": Untouchable(), "wsgi.input_terminated": True})
     _, status, _ = run_wsgi_app(api.app, environ)
     assert status.startswith("200")
+
+
+def post_to_real_server(app: Flask, body: bytes, *, chunked: bool) -> tuple[int, bytes]:
+    """POST ``body`` to ``/hooks`` on werkzeug's server, chunked or with its length."""
+    with served(app) as connection:
+        connection.putrequest("POST", "/hooks")
+        connection.putheader("Content-Type", "application/json")
+        if chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            for start in range(0, len(body), 65_536):
+                part = body[start : start + 65_536]
+                connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+            connection.send(b"0\r\n\r\n")
+        else:
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders()
+            connection.send(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_the_size_cap_holds_on_an_exempt_view_for_any_body(chunked: bool) -> None:
+    # Review round 3, item 9: a 2 MiB chunked POST to an exempt view was cut to the
+    # 1 MiB default cap and served 200; with a Content-Length it was 413.
+    app = Flask("hooks")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+    served_lengths: list[int] = []
+
+    @app.post("/hooks")
+    @guard.exempt
+    def hooks() -> dict[str, int]:
+        served_lengths.append(len(request.get_data()))
+        return {"length": served_lengths[-1]}
+
+    status, body = post_to_real_server(app, b"x" * 2 * 1_048_576, chunked=chunked)
+    assert status == 413
+    assert json.loads(body)["error"] == "payload_too_large"
+    assert served_lengths == []
+    status, body = post_to_real_server(app, b"x" * 1_048_576, chunked=chunked)
+    assert (status, json.loads(body)) == (200, {"length": 1_048_576})

@@ -223,3 +223,71 @@ def test_accepts_under_a_decorator_that_hides_it_is_enforced() -> None:
         "/imports", headers=api.bearer(token), data="a,b", content_type="text/csv"
     )
     assert csv.status_code == 200
+
+
+def bearer(app: Flask, guard: Guard, *scopes: str) -> dict[str, str]:
+    with app.app_context():
+        token, _ = guard.keys.create("k", scopes=scopes)
+    return Api.bearer(token)
+
+
+def test_a_view_swapped_in_after_the_first_request_is_decided_by_its_own_policy() -> None:
+    # Review round 3, item 12: the policy cached for an endpoint outlived its view, so a
+    # protected view put in place of an exempt one after the first request was served
+    # to anyone.
+    app = Flask("app")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+
+    @app.get("/report")
+    @guard.exempt
+    def report() -> str:
+        return "public summary"
+
+    client = app.test_client()
+    assert client.get("/report").status_code == 200
+
+    def full_report() -> str:
+        return "every order"
+
+    app.view_functions["report"] = full_report  # no decorator: protected
+    assert client.get("/report").status_code == 401
+    app.view_functions["report"] = guard.require("reports:read")(full_report)
+    refused = client.get("/report", headers=bearer(app, guard, "orders:read"))
+    assert refused.status_code == 403
+    assert 'scope="reports:read"' in refused.headers["WWW-Authenticate"]
+    allowed = client.get("/report", headers=bearer(app, guard, "reports:read"))
+    assert allowed.get_data(as_text=True) == "every order"
+    app.view_functions["report"] = report
+    assert client.get("/report").status_code == 200
+
+
+def test_an_app_endpoint_named_like_an_exempt_blueprints_views_stays_protected() -> None:
+    # Review round 3, item 17: Flask names an app's own endpoint "public.x" as it names
+    # the public blueprint's views, and the endpoint inherited the blueprint's exemption.
+    app = Flask("app", static_folder=None)
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+    public = Blueprint("public", __name__, static_folder="static", static_url_path="/files")
+
+    @public.get("/status")
+    def status() -> str:
+        return "up"
+
+    guard.exempt(public)
+    guard.headers(csp="default-src 'self'")(public)
+    app.register_blueprint(public, url_prefix="/public")
+
+    def orders() -> str:
+        return "every order"
+
+    app.add_url_rule("/orders", "public.orders", orders)
+    client = app.test_client()
+    assert client.get("/public/status").status_code == 200
+    assert client.get("/public/files/missing.css").status_code == 404  # its static files: open
+    refused = client.get("/orders")
+    assert refused.status_code == 401
+    assert refused.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    allowed = client.get("/orders", headers=bearer(app, guard))
+    assert allowed.get_data(as_text=True) == "every order"
+    assert allowed.headers["Content-Security-Policy"].startswith("default-src 'none'")

@@ -1,5 +1,8 @@
 """Request bodies: their size (413) and content type (415), chunked bodies included.
 
+The size cap holds on every view, exempt ones included; the content type is checked on
+protected views, and on exempt ones that name their types with ``@guard.accepts``.
+
 A body sent with ``Transfer-Encoding: chunked`` (in any case) declares no length, so its
 size is only known once read, and werkzeug's own limit stops reading at the cap without
 an error (the view would get the body cut short). So the guard reads such a body here,

@@ -7,7 +7,7 @@ handlers::
 
     1  https       plain HTTP is redirected to HTTPS                  https.py
     2  cors        a preflight from an allowed origin is answered     cors.py
-    3  policy      the view's policy; an exempt view needs no more    policy.py
+    3  policy      the view's policy; an exempt view skips 4, 5, 7    policy.py
     4  auth        failed-attempt throttle, Bearer token, its key     auth.py
     5  ratelimit   the key's limits                                   rate_limits.py
     6  body        size and content type                              body.py
@@ -77,18 +77,24 @@ class GuardState:
     auth: Authenticator
     headers: SecurityHeaders
     cors: Cors
-    #: Endpoint -> policy, looked up on first use (views may be added after init_app).
-    policies: BoundedCache[str | None, Policy] = dataclasses.field(
+    #: Endpoint -> (the view it was looked up for, its policy), looked up on first use
+    #: (views may be added after init_app) and again whenever the view is another.
+    policies: BoundedCache[str | None, tuple[object, Policy]] = dataclasses.field(
         default_factory=lambda: BoundedCache(4096)
     )
 
-    def policy(self, endpoint: str | None, app: Flask | None = None) -> Policy:
-        """The policy of ``endpoint`` in ``app`` (the current app if not given)."""
+    def policy(self, endpoint: str | None, app: Flask) -> Policy:
+        """The policy of ``endpoint`` in ``app``.
+
+        It follows the view: a view swapped into ``app.view_functions`` after the
+        endpoint's first request is decided by its own policy, never by the one
+        cached for the view it replaced (an exempt one, say)."""
+        view = app.view_functions.get(endpoint or "")
         found = self.policies.get(endpoint)
-        if found is not None:
-            return found[0]
-        policy = scopes.for_endpoint(current_app if app is None else app, endpoint)
-        self.policies.put(endpoint, policy)
+        if found is not None and found[0][0] is view:
+            return found[0][1]
+        policy = scopes.for_endpoint(app, endpoint)
+        self.policies.put(endpoint, (view, policy))
         return policy
 
 
@@ -153,10 +159,11 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     # The request itself (the proxy's documented ``_get_current_object``): each attribute
     # read through the proxy costs a context lookup, and the stages read several.
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: RequestState = current.environ[STATE]
     after_this_request(_note_body)
     try:
-        return _stages(gs, state, current)
+        return _stages(gs, state, current, app)
     except HTTPException:
         raise
     except Exception:
@@ -182,7 +189,9 @@ def _note_body(response: Response) -> Response:
     return response
 
 
-def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseReturnValue | None:
+def _stages(
+    gs: GuardState, state: RequestState, request: Request, app: Flask
+) -> ResponseReturnValue | None:
     environ = request.environ
     if https.due(environ, gs.config.force_https):
         state.reason = "https_redirect"
@@ -190,14 +199,15 @@ def _stages(gs: GuardState, state: RequestState, request: Request) -> ResponseRe
     if gs.cors.is_preflight(environ):
         state.reason = "preflight"
         return Response(status=204)
-    policy = gs.policy(request.endpoint)
+    policy = gs.policy(request.endpoint, app)
     if policy.methods is not None:
         policy = policy.methods.get(request.method, policy)
     state.policy = policy
     if policy.exempt:
         state.reason = "exempt"  # no token is looked at: nothing to guess against here
-        if policy.content_types is not None:
-            check_body(state, request, gs.config.max_content_length, policy.content_types)
+        # The size cap holds here too: werkzeug's own limit would cut a chunked body
+        # short without a word, and the view would serve what was left.
+        check_body(state, request, gs.config.max_content_length, policy.content_types or ())
         return None
     header = environ.get("HTTP_AUTHORIZATION")
     started = state.early if state.early and state.early.header == header else None

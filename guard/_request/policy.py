@@ -17,8 +17,13 @@ at stage 7, :func:`check_scopes`). It finds a policy wherever a user writes the 
   decorator sees it: ``@guard.require`` also marks the function it is given, and the
   scopes hold wherever that very function is registered (a scope only narrows who gets
   in). The other decorators widen what a view lets in and mark only what they return;
-- on a blueprint, for every view in it (a nested blueprint's parents included), and on a
-  MethodView's method, for requests of that method.
+- on a blueprint, for every view in it (a nested blueprint's parents included): what it
+  lets in (an exemption, a page's Content-Security-Policy) for the views it registered
+  itself only, never for an app's own endpoint Flask names alike (``public.x``); and on a
+  MethodView's method, for requests of that method (``@guard.exempt`` and
+  ``@guard.accepts`` there too). OPTIONS, whose answer lists every method, asks what all
+  of the view's methods ask: every scope any of them requires, and a key unless every
+  one is exempt. A CORS preflight from an allowed origin is answered before any of this.
 
 Each decorator returns a new function, so an exemption (or a content type, or a
 Content-Security-Policy) given to the function registered at one URL never reaches the
@@ -42,6 +47,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask
+from flask.sansio.blueprints import Blueprint as SansioBlueprint
 
 from guard._request.state import PROTECTED, Policy, RequestState, current, refuse
 from guard.errors import GuardUnavailable, InsufficientScope, retry_later
@@ -101,18 +107,39 @@ def for_endpoint(app: Flask, endpoint: str | None) -> Policy:
     policy = dataclasses.replace(policy, scopes=policy.scopes | _required(view))
     if endpoint is not None and "." in endpoint:
         parts = endpoint.split(".")[:-1]
+        # Flask names an app's own endpoint ``public.x`` as it names the ``public``
+        # blueprint's: what a blueprint lets in (an exemption, a page policy) reaches
+        # only the views it registered itself; its scopes are required of both.
+        member = _registered_by(app.blueprints.get(".".join(parts)), view)
         for depth in range(len(parts), 0, -1):
             marked = of(app.blueprints.get(".".join(parts[:depth])))
             policy = dataclasses.replace(
                 policy,
-                exempt=policy.exempt or marked.exempt,
+                exempt=policy.exempt or (member and marked.exempt),
                 scopes=policy.scopes | marked.scopes,
-                csp=policy.csp or marked.csp,
+                csp=policy.csp or (marked.csp if member else None),
             )
     view_class = getattr(view, "view_class", None)
     if isinstance(view_class, type):
         policy = dataclasses.replace(policy, methods=_by_method(view_class, policy))
     return _protected_if_required(policy)
+
+
+def _registered_by(blueprint: SansioBlueprint | None, view: object) -> bool:
+    # Whether ``view`` is one ``blueprint`` registers: its static files' view, or one
+    # given to its route decorators, which Flask keeps in the setup functions it runs
+    # when the blueprint is registered (``deferred_functions``). A view put in place of
+    # it afterwards is not.
+    if blueprint is None or view is None:
+        return False
+    if getattr(view, "__self__", None) is blueprint:
+        return True
+    for deferred in blueprint.deferred_functions:
+        for cell in getattr(deferred, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # a cell not filled yet
+                if cell.cell_contents is view:
+                    return True
+    return False
 
 
 def _required(view: object) -> frozenset[str]:
@@ -174,25 +201,40 @@ def _wrapped_by(item: object) -> Iterator[object]:
 
 
 def _by_method(view_class: type, policy: Policy) -> dict[str, Policy] | None:
-    # What each method of a class-based view requires, beside the whole view's.
-    methods = {}
+    # What each method of a class-based view asks, beside the whole view's: the
+    # decorators on its own method (``get`` for HEAD, as MethodView answers it) and on
+    # ``dispatch_request``. A method's exemption holds only where it is the method the
+    # class holds (not under a decorator that hides it) and nothing requires scopes.
     dispatch = _found(getattr(view_class, "dispatch_request", None), exempt=False)
+    each: dict[str, Policy] = {}
+    defined: list[Policy] = []
     for method in _METHODS:
         handler = getattr(view_class, method.lower(), None)
         if handler is None and method == "HEAD":
-            handler = getattr(view_class, "get", None)  # as MethodView answers HEAD
-        required = _found(handler, exempt=False)
-        scopes = policy.scopes | dispatch.scopes | required.scopes
-        content_types = required.content_types or dispatch.content_types
-        if scopes != policy.scopes or content_types is not None:
-            methods[method] = _protected_if_required(
-                dataclasses.replace(
-                    policy,
-                    scopes=scopes,
-                    content_types=content_types or policy.content_types,
-                )
+            handler = getattr(view_class, "get", None)
+        own = _found(handler, exempt=of(handler).exempt)
+        each[method] = _protected_if_required(
+            dataclasses.replace(
+                policy,
+                exempt=policy.exempt or own.exempt,
+                scopes=policy.scopes | dispatch.scopes | own.scopes,
+                content_types=own.content_types or dispatch.content_types or policy.content_types,
             )
-    return methods or None
+        )
+        if handler is not None:
+            defined.append(each[method])
+    if defined:
+        # OPTIONS answers for the whole resource (its Allow header lists every method),
+        # so it asks what all of them ask: open only if every method is, and every
+        # scope any method requires. Flask answers it without calling a method.
+        each["OPTIONS"] = _protected_if_required(
+            dataclasses.replace(
+                each["OPTIONS"],
+                exempt=all(found.exempt for found in defined),
+                scopes=each["OPTIONS"].scopes.union(*(found.scopes for found in defined)),
+            )
+        )
+    return {method: found for method, found in each.items() if found != policy} or None
 
 
 def _protected_if_required(policy: Policy) -> Policy:

@@ -48,8 +48,8 @@ class Policy:
     content_types: tuple[str, ...] | None = None
     #: A Content-Security-Policy for this view's responses instead of the API's.
     csp: str | None = None
-    #: A class-based view's policy for each HTTP method whose own method requires more
-    #: than the whole view does (``None``: the same for every method).
+    #: A class-based view's policy for each HTTP method whose own method asks something
+    #: else than the whole view (``None``: the same for every method).
     methods: Mapping[str, Policy] | None = dataclasses.field(default=None, compare=False)
 
 

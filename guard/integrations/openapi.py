@@ -11,7 +11,10 @@ Flask endpoint the path and method route to and documents what the guard does th
   as the requirement's role list; in 3.0, where that list must be empty for ``http``
   schemes, in an ``x-required-scopes`` extension; and it documents the guard's refusals
   (400, 401, 403 where scopes apply, 413 and 415 where a body may come, 429, 503) with
-  their JSON body and protocol headers;
+  their JSON body and protocol headers. A 400 is also the app's own answer to a body it
+  cannot parse (or, with some settings, to one that fails validation), in the app's
+  shape: there the guard's body is documented as one of the possible ones (``anyOf``),
+  beside the app's own 400 where the operation documents one, never in its place;
 - an exempt operation gets ``security: []``.
 
 An operation whose path matches no endpoint is documented as protected, as the guard
@@ -19,27 +22,28 @@ treats a request that matches no view: the document never promises open access t
 guard would refuse. The documentation pages the framework registers are exempted (no key
 needed to read them) unless ``exempt_docs=False``; its HTML pages (not the JSON document,
 which keeps the API's ``default-src 'none'``) are sent under
-:data:`guard.integrations.docs_pages.DOCS_CSP`, narrowed on each page to the hashes of its own
-inline scripts (see :mod:`guard.integrations.docs_pages` for why hashes are computed per response).
+:data:`guard.integrations.docs_pages.DOCS_CSP`, with a nonce per request that only the
+``<script>`` tags of the page's own templates carry (see :mod:`guard.integrations.docs_pages`
+for why, and not hashes of what the page sends).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from apispec import APISpec, BasePlugin
-from flask import Flask, Response, current_app, has_app_context, make_response
+from flask import Flask, current_app, has_app_context
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from guard import errors
 from guard._request import policy as scopes
+from guard._request.pipeline import GuardState
 from guard._request.state import Policy
 from guard.errors import ConfigurationError, RequestRejected
-from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
+from guard.integrations import docs_pages
+from guard.integrations.docs_pages import DOCS_CSP
 
 __all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
 
@@ -99,7 +103,7 @@ _RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bo
     "400": (
         "GuardInvalidRequest",
         (errors.InvalidRequest,),
-        {"GuardWWWAuthenticate": True},
+        {"GuardWWWAuthenticate": False},  # not on the app's own 400s
     ),
     "401": (
         "GuardUnauthorized",
@@ -148,26 +152,16 @@ def document(target: object, *, app: Flask | None, exempt_docs: bool) -> None:
             f"or an apispec APISpec, not {type(target).__name__}"
         )
     _answer_as_documented(app)
+    docs_pages.install(app)
     for endpoint in docs:
         # A new wrapper for this registration (a bound method, for flask-smorest).
         view = app.view_functions[endpoint]
         if endpoint.rpartition(".")[2] not in _DOCUMENT_ENDPOINTS:
             # An HTML page: let it run, with its own inline scripts only.
-            view = scopes.mark(_pinned(view), csp=DOCS_CSP)
+            view = scopes.mark(docs_pages.pinned_view(view), csp=DOCS_CSP)
         if exempt_docs:
             view = scopes.mark(view, exempt=True)
         app.view_functions[endpoint] = view
-    state = app.extensions.get("guard")
-    if state is not None:
-        state.policies.clear()  # a policy looked up before this call is stale now
-
-
-def _pinned(view: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(view)
-    def page(*args: Any, **kwargs: Any) -> Response:
-        return pin_inline_scripts(make_response(view(*args, **kwargs)))
-
-    return page
 
 
 def _answer_as_documented(app: Flask) -> None:
@@ -215,15 +209,15 @@ def _endpoints(app: Flask, chosen: Callable[[str, Callable[..., Any]], bool]) ->
 
 
 def view_policy(app: Flask, endpoint: str | None, method: str) -> Policy:
-    """What the guard applies to ``method`` on ``endpoint``: the endpoint's policy (its
-    view's and its blueprints'), and the scopes required on a MethodView's method, which
-    its wrapper enforces when called. The one lookup of this module."""
-    found = scopes.for_endpoint(app, endpoint)
-    view = app.view_functions.get(endpoint or "")
-    handler = getattr(getattr(view, "view_class", None), method.lower(), None)
-    if handler is None:
+    """The policy the guard's pipeline decides a ``method`` request to ``endpoint`` by:
+    its view's and its blueprints', and a class-based view's method's, wherever the
+    decorators are written (under a decorator without ``functools.wraps`` too). The one
+    lookup of this module, so the document says what the guard does."""
+    state: GuardState = app.extensions["guard"]
+    found = state.policy(endpoint, app)
+    if found.methods is None:
         return found
-    return dataclasses.replace(found, scopes=found.scopes | scopes.of(handler).scopes)
+    return found.methods.get(method.upper(), found)
 
 
 def endpoint_for(app: Flask, path: str, method: str) -> str | None:
@@ -261,8 +255,8 @@ class GuardPlugin(BasePlugin):
         components = spec.components
         components.security_scheme(SCHEME, self._scheme())
         components.schema(ERROR_SCHEMA, _error_schema())
-        for name, kinds, headers in _RESPONSES.values():
-            components.response(name, _response(kinds, headers))
+        for code, (name, kinds, headers) in _RESPONSES.items():
+            components.response(name, _response(code, kinds, headers))
 
     def _scheme(self) -> dict[str, Any]:
         prefix = self.token_prefix
@@ -308,9 +302,31 @@ class GuardPlugin(BasePlugin):
         if method in _BODY_METHODS or "requestBody" in operation:
             codes += ["413", "415"]
         responses = operation.setdefault("responses", {})
-        documented = {str(code) for code in responses}  # the app's own stay as written
-        for code in sorted(set(codes) - documented):
+        documented = {str(code): code for code in responses}  # the app's own stay
+        for code in sorted(set(codes) - set(documented)):
             responses[code] = {"$ref": f"#/components/responses/{_RESPONSES[code][0]}"}
+        if "400" in documented:
+            _or_the_guards(responses[documented["400"]])
+
+
+def _or_the_guards(response: dict[str, Any]) -> None:
+    # The app documents its own 400 (APIFlask's validation errors, with
+    # VALIDATION_ERROR_STATUS_CODE = 400): each body it names may also be the guard's.
+    # A response the app shares by reference is left as the app wrote it.
+    if "$ref" in response:
+        return
+    guards = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    content = response.setdefault("content", {})
+    for media in content.values():
+        if isinstance(media, dict) and "schema" in media:
+            media["schema"] = {"anyOf": [media["schema"], guards]}
+    content.setdefault("application/json", {"schema": {"anyOf": [{}, guards]}})
+    name, header = _HEADERS["GuardWWWAuthenticate"]
+    response.setdefault("headers", {}).setdefault(name, {**header, "required": False})
+    response["description"] = (
+        f"{response.get('description', '')} (or the guard's refusal of a malformed "
+        "Authorization header)"
+    ).lstrip()
 
 
 def _error_schema() -> dict[str, Any]:
@@ -330,22 +346,33 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
-def _response(kinds: tuple[type[RequestRejected], ...], headers: dict[str, bool]) -> dict[str, Any]:
+def _response(
+    code: str, kinds: tuple[type[RequestRejected], ...], headers: dict[str, bool]
+) -> dict[str, Any]:
     examples = {
         kind.error: {
             "value": {"error": kind.error, "message": kind.message, "request_id": "4bf92f3577b3"}
         }
         for kind in kinds
     }
+    description = " or ".join(kind.message for kind in kinds)
+    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    if code == "400":
+        # The app answers 400 too, in its own shape, which the guard cannot know.
+        description = (
+            f"The guard's refusal ({description}) or the app's own 400, such as a body "
+            "it cannot parse, in the app's error shape"
+        )
+        schema = {"anyOf": [schema, {}]}
     return {
-        "description": " or ".join(kind.message for kind in kinds),
+        "description": description,
         "headers": {
             _HEADERS[name][0]: {**_HEADERS[name][1], "required": required}
             for name, required in headers.items()
         },
         "content": {
             "application/json": {
-                "schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"},
+                "schema": schema,
                 "examples": examples,
             }
         },

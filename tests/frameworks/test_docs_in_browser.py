@@ -15,12 +15,15 @@ import runpy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask, render_template_string, request
 from flask_swagger_ui import get_swaggerui_blueprint
 
+from guard import Guard
 from guard.integrations.docs_pages import DOCS_CSP, pin_inline_scripts
+from tests.conftest import LOCAL_CONFIG
 from tests.frameworks.test_openapi import smorest_app
 from tests.frameworks.test_readme_examples import readme_files
 from tests.redis_server import require_binary
@@ -191,7 +194,7 @@ def test_smorest_swagger_ui_renders_its_operations(
     assets = get_swaggerui_blueprint("/swagger-ui", "/openapi.json")
     guard.exempt(assets)
     guard.headers(csp=DOCS_CSP)(assets)
-    assets.after_request(pin_inline_scripts)
+    pin_inline_scripts(assets)
     app.register_blueprint(assets)
     base = serve(app)
     watched = Watched(browser, base)
@@ -202,3 +205,51 @@ def test_smorest_swagger_ui_renders_its_operations(
     # flask-smorest's page names no icon, so Chromium may ask for /favicon.ico, which
     # the guard protects like any other path.
     assert set(watched.refused) <= {"401 /favicon.ico"}
+
+
+#: A docs page whose template shows a note unescaped: an HTML injection.
+INJECTABLE_PAGE = """<!doctype html><html><head><title>Help</title></head><body>
+<p id="note">{{ note|safe }}</p>
+<script>document.body.dataset.own = "ran";</script>
+<script src="/help/app.js"></script>
+</body></html>"""
+
+
+def test_an_injected_inline_script_does_not_run_while_the_pages_own_do(
+    browser: Browser, serve: Callable[[Flask], str]
+) -> None:
+    # Review round 3, item 13: the docs policy allowed every inline script on the page
+    # when it was sent, so an injected one ran too.
+    app = Flask("help")
+    app.config.update(LOCAL_CONFIG)
+    guard = Guard(app)
+    pages = Blueprint("help", __name__, url_prefix="/help")
+
+    @pages.get("/")
+    def page() -> str:
+        return render_template_string(INJECTABLE_PAGE, note=request.args.get("note", ""))
+
+    @pages.get("/app.js")
+    def script() -> tuple[str, int, dict[str, str]]:
+        js = 'document.body.dataset.file = "ran";'
+        return js, 200, {"Content-Type": "text/javascript"}
+
+    guard.exempt(pages)
+    guard.headers(csp=DOCS_CSP)(pages)
+    pin_inline_scripts(pages)
+    app.register_blueprint(pages)
+    base = serve(app)
+    injection = (
+        '<script>document.body.dataset.injected = "script";</script>'
+        '<img src="/help/missing.png" onerror="document.body.dataset.injected = \'handler\'">'
+    )
+    watched = Watched(browser, base)
+    tab = watched.page
+    tab.goto(f"{base}/help/?note={quote(injection)}")
+    expect(tab.locator("body")).to_have_attribute("data-own", "ran")
+    expect(tab.locator("body")).to_have_attribute("data-file", "ran")
+    expect(tab.locator("#note img")).to_have_count(1)  # the injection is on the page
+    tab.wait_for_load_state("load")
+    assert tab.evaluate("document.body.dataset.injected") is None
+    violations = [p for p in watched.problems if p.startswith("CSP violation: script-src")]
+    assert len(violations) == 2, watched.problems  # the script and the handler, blocked

@@ -9,11 +9,12 @@ blueprint) asks of the guard (:mod:`guard._request.policy`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_limiter
@@ -50,6 +51,7 @@ from guard.observability.audit_stream import RedisStreamHandler
 from guard.observability.logs import current_request_id
 from guard.observability.report import Report
 from stores import KeyRecord
+from stores.urls import redact, scrub
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -130,12 +132,13 @@ class Guard:
         if self._limiter is not None:
             self._init_limiter(app)
         if config.audit_stream_url:
-            stream = RedisStreamHandler.from_url(
-                config.audit_stream_url,
-                config.store_timeout,
-                config.audit_stream_key,
-                config.audit_stream_maxlen,
-            )
+            with _url_setting("GUARD_AUDIT_STREAM_URL", config.audit_stream_url):
+                stream = RedisStreamHandler.from_url(
+                    config.audit_stream_url,
+                    config.store_timeout,
+                    config.audit_stream_key,
+                    config.audit_stream_maxlen,
+                )
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)
@@ -230,14 +233,15 @@ class Guard:
 
 def _build(config: GuardConfig) -> GuardState:
     keys = Keys.from_config(config)
-    limits_ = RateLimits(
-        config.ratelimit_storage_url,
-        config.ratelimit_strategy,
-        default=config.rate_limit,
-        failures=config.failed_auth_limit,
-        fail_open=config.ratelimit_fail_open,
-        timeout=config.store_timeout,
-    )
+    with _url_setting("GUARD_RATELIMIT_STORAGE_URL", config.ratelimit_storage_url):
+        limits_ = RateLimits(
+            config.ratelimit_storage_url,
+            config.ratelimit_strategy,
+            default=config.rate_limit,
+            failures=config.failed_auth_limit,
+            fail_open=config.ratelimit_fail_open,
+            timeout=config.store_timeout,
+        )
     throttle = FailureThrottle(
         parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix
     )
@@ -254,6 +258,18 @@ def _build(config: GuardConfig) -> GuardState:
             max_age=config.cors_max_age,
         ),
     )
+
+
+@contextlib.contextmanager
+def _url_setting(setting: str, url: str) -> Iterator[None]:
+    """Name ``setting`` in the error of a client built from its ``url``, the URL's
+    credentials redacted: this message stops the app, and lands in its logs."""
+    try:
+        yield
+    except ConfigurationError:
+        raise
+    except (ValueError, limits.errors.ConfigurationError) as exc:
+        raise ConfigurationError(f"{setting}={redact(url)!r}: {scrub(str(exc), url)}") from None
 
 
 def _check_names(decorator: str, what: str, names: tuple[object, ...]) -> None:

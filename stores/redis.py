@@ -42,6 +42,7 @@ from redis.retry import Retry
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
+from .urls import redact, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class RedisStore(KeyStore):
         try:
             return cls(url, **options)
         except ValueError as exc:  # redis-py's complaint about the URL itself
-            raise InvalidStoreURL(f"{url!r}: {exc}") from None
+            raise InvalidStoreURL(f"{redact(url)!r}: {scrub(str(exc), url)}") from None
 
     def __init__(
         self,

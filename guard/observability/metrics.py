@@ -34,7 +34,7 @@ from guard._counting.plan import Hit, Plan, Reply, Window
 from guard._request.state import RequestState
 from guard.config import GuardConfig
 from guard.errors import ConfigurationError
-from guard.keys.lifecycle import Lookup, Touch
+from guard.keys.lifecycle import Lookup, Reason, Touch
 from stores import KeyRecord, KeyStore
 from stores.cache import BoundedCache
 
@@ -43,6 +43,36 @@ if TYPE_CHECKING:
 
 #: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
 SCOPE = "metrics:read"
+#: Every ``(outcome, reason)`` the guard itself gives a request, exported at 0 from
+#: start-up: a series that appears only with its first event makes ``increase()`` and
+#: ``rate()`` read that first burst as 0 (the first 31 revocation refusals after a
+#: restart, say). ``error`` reasons other than ``server_error`` are the names of the
+#: app's exceptions, unknown in advance. A test holds this list to the guard's code.
+KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
+    *(("allowed", reason) for reason in ("valid", "exempt", "preflight", "https_redirect")),
+    *(
+        ("denied", reason)
+        for reason in (
+            *(r.value for r in Reason if r is not Reason.VALID),
+            "no_credentials",
+            "unsupported_scheme",
+            "malformed_bearer",
+            "header_too_long",
+            "too_many_failed_attempts",
+            "insufficient_scope",
+            "rate_limited",
+            "route_rate_limited",
+            "limiter_unavailable",
+            "body_too_large",
+            "unsupported_media_type",
+            "policy_not_seen",
+            "guard_error",
+        )
+    ),
+    ("error", "server_error"),
+)
+#: The limiter's counters, each a ``kind`` of ``guard_limiter_errors_total``.
+LIMITER_COUNTERS = ("key", "failed-auth")
 #: Label values whose counter child is remembered (least recently used leave first).
 LABELS_CACHE_SIZE = 4096
 #: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
@@ -112,6 +142,13 @@ class Metrics:
         self._children: BoundedCache[tuple[str, ...], prometheus_client.Counter] = BoundedCache(
             LABELS_CACHE_SIZE
         )
+        # Every known series at 0 from start-up. Per-key series (key_label) cannot be:
+        # the keys are not known in advance.
+        if not key_label:
+            for values in KNOWN_OUTCOMES:
+                self._children.put(values, self.requests.labels(*values))
+        for counter in LIMITER_COUNTERS:
+            self.limiter_errors.labels(counter)
         self.subscribed: prometheus_client.Gauge | None = None
         self._store: KeyStore | None = None
         self._was_subscribed: bool | None = None

@@ -89,6 +89,9 @@ class GuardConfig:
     metrics_public: bool = False
     #: Label ``guard_requests_total`` with ``key_id`` too (one series per key).
     metrics_key_label: bool = False
+    #: A scrape credential checked without the store (32+ characters): with it set, the
+    #: metrics answer this Bearer token only, also while the store is down.
+    metrics_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = True) -> GuardConfig:
@@ -174,6 +177,16 @@ class GuardConfig:
         for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        if self.metrics_token:
+            if not self.metrics or self.metrics_public:
+                raise ConfigurationError(
+                    "GUARD_METRICS_TOKEN is set, so the metrics are meant to be private and "
+                    "on: set GUARD_METRICS=true and GUARD_METRICS_PUBLIC=false"
+                )
+            if len(self.metrics_token) < MIN_SECRET_LENGTH:
+                raise ConfigurationError(
+                    f"GUARD_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} characters"
+                )
         if not self.metrics_path.startswith("/"):
             raise ConfigurationError("GUARD_METRICS_PATH must be a path starting with '/'")
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
@@ -237,7 +250,8 @@ def _coerce(setting: str, kind: Any, value: Any) -> Any:
     elif kind == "str" and isinstance(value, str):
         return value
     # Never echo what may be a secret.
-    shown = "" if "SECRET" in setting or "PEPPER" in setting else f", not {value!r}"
+    secret = any(word in setting for word in ("SECRET", "PEPPER", "TOKEN"))
+    shown = "" if secret else f", not {value!r}"
     raise ConfigurationError(f"{setting} must be a {_DESCRIPTIONS[kind]}{shown}")
 
 

@@ -95,8 +95,10 @@ class Guard:
             metrics.watch(state.keys.store)
             state.keys.observe_store(metrics.timed_lookup, metrics.counted_touch)
             state.limits.observe(metrics.timed_hit)
-            view = metrics.make_view()
-            if config.metrics_public:
+            view = metrics.make_view(config.metrics_token, config.realm)
+            if config.metrics_public or config.metrics_token:
+                # The token is checked by the view itself, without the store or the
+                # limiter: a key lookup would fail in the very outage being scraped.
                 view = self.exempt(view)
             else:
                 view = self.require(guard_metrics.SCOPE)(view)

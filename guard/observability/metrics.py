@@ -12,14 +12,17 @@ switched on by ``GUARD_METRICS=true``:
 - ``guard_invalidation_subscribed``: 1 while the worker's Redis invalidation listener is
   subscribed, 0 otherwise (revocations may then be late); only for stores that have one.
 
-They are served at ``GUARD_METRICS_PATH`` to keys with the scope ``metrics:read`` (or to
-anyone with ``GUARD_METRICS_PUBLIC=true``). Under gunicorn, with
-``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiprocess mode sums every
-worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
+They are served at ``GUARD_METRICS_PATH`` to keys with the scope ``metrics:read``, or,
+with ``GUARD_METRICS_TOKEN`` set, to that token only, checked without the store so a
+Redis outage does not blind the scraper (or to anyone with ``GUARD_METRICS_PUBLIC=true``).
+Under gunicorn, with ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiprocess
+mode sums every worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -31,9 +34,15 @@ from flask import Response, request
 
 import stores
 from guard._counting.plan import Hit, Plan, Reply, Window
-from guard._request.state import RequestState
+from guard._request.auth import MalformedCredentials, MissingCredentials, bearer_token
+from guard._request.state import RequestState, current, refuse
 from guard.config import GuardConfig
-from guard.errors import ConfigurationError
+from guard.errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InvalidRequest,
+    InvalidToken,
+)
 from guard.keys.lifecycle import Lookup, Reason, Touch
 from stores import KeyRecord, KeyStore
 from stores.cache import BoundedCache
@@ -49,7 +58,10 @@ SCOPE = "metrics:read"
 #: restart, say). ``error`` reasons other than ``server_error`` are the names of the
 #: app's exceptions, unknown in advance. A test holds this list to the guard's code.
 KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
-    *(("allowed", reason) for reason in ("valid", "exempt", "preflight", "https_redirect")),
+    *(
+        ("allowed", reason)
+        for reason in ("valid", "exempt", "preflight", "https_redirect", "metrics_token")
+    ),
     *(
         ("denied", reason)
         for reason in (
@@ -67,6 +79,7 @@ KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
             "unsupported_media_type",
             "policy_not_seen",
             "guard_error",
+            "wrong_metrics_token",
         )
     ),
     ("error", "server_error"),
@@ -266,14 +279,42 @@ class Metrics:
 
     # -- the endpoint ------------------------------------------------------------------
 
-    def make_view(self) -> Callable[[], Response]:
+    def make_view(self, token: str = "", realm: str = "api") -> Callable[[], Response]:
         """A view function serving :meth:`exposition` (a function of its own, for the
-        guard's view policy to be set on)."""
+        guard's view policy to be set on).
 
-        def guard_metrics() -> Response:
+        :param token: the scrape credential (``GUARD_METRICS_TOKEN``): the view then
+            serves only a request bearing it, compared in constant time (as digests,
+            so not even its length shows), and needs neither the store nor the limiter,
+            so the metrics stay readable through the outage they describe. It is never
+            logged: a refusal's audit entry says only that it was wrong.
+        """
+        if not token:
+
+            def guard_metrics() -> Response:
+                return self.exposition()
+
+            return guard_metrics
+        expected = hashlib.sha256(token.encode()).digest()
+        challenge = f'Bearer realm="{realm}"'
+
+        def guard_metrics_by_token() -> Response:
+            state = current()
+            try:
+                given = bearer_token(request.headers.get("Authorization"))
+            except MissingCredentials as exc:
+                refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", challenge)])
+            except MalformedCredentials as exc:
+                bad = f'{challenge}, error="invalid_request"'
+                refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", bad)])
+            if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
+                bad = f'{challenge}, error="invalid_token"'
+                refuse(state, InvalidToken, "wrong_metrics_token", [("WWW-Authenticate", bad)])
+            if state is not None:
+                state.reason = "metrics_token"
             return self.exposition()
 
-        return guard_metrics
+        return guard_metrics_by_token
 
     def exposition(self) -> Response:
         """The metrics in the format the scraper asks for (Prometheus text or

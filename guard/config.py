@@ -89,6 +89,9 @@ class GuardConfig:
     metrics_public: bool = False
     #: Label ``guard_requests_total`` with ``key_id`` too (one series per key).
     metrics_key_label: bool = False
+    #: Serve a readiness check here (store and limiter answer: 200, else 503), for a
+    #: load balancer; empty: none.
+    ready_path: str = ""
     #: A scrape credential checked without the store (32+ characters): with it set, the
     #: metrics answer this Bearer token only, also while the store is down.
     metrics_token: str = dataclasses.field(default="", repr=False)
@@ -187,6 +190,8 @@ class GuardConfig:
                 raise ConfigurationError(
                     f"GUARD_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} characters"
                 )
+        if self.ready_path and not self.ready_path.startswith("/"):
+            raise ConfigurationError("GUARD_READY_PATH must be a path starting with '/'")
         if not self.metrics_path.startswith("/"):
             raise ConfigurationError("GUARD_METRICS_PATH must be a path starting with '/'")
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:

@@ -49,6 +49,7 @@ from guard.observability import audit
 from guard.observability import metrics as guard_metrics
 from guard.observability.audit_stream import RedisStreamHandler
 from guard.observability.logs import current_request_id
+from guard.observability.readiness import Readiness
 from guard.observability.report import Report
 from stores import KeyRecord
 from stores.urls import redact, scrub
@@ -103,6 +104,9 @@ class Guard:
             else:
                 view = self.require(guard_metrics.SCOPE)(view)
             app.add_url_rule(config.metrics_path, "guard_metrics", view, methods=["GET"])
+        if config.ready_path:
+            ready = Readiness(state.keys.store, state.limits).make_view()
+            app.add_url_rule(config.ready_path, "guard_ready", self.exempt(ready), methods=["GET"])
         wsgi_app: WSGIApplication = GuardMiddleware(
             app.wsgi_app,
             state.headers,

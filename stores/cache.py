@@ -43,6 +43,9 @@ Holding state, on :class:`BoundedCache`:
 - ``guard/observability/metrics.py`` Metrics._children (BoundedCache, 4,096): label
   values -> the ``guard_requests`` child, per app; never (``labels()`` gives the same
   child for the life of the counter, and the guard removes none).
+- ``guard/observability/readiness.py`` Readiness._answer (BoundedCache, 1): the last
+  readiness answer (store, limiter) per app; its one-second TTL, so a load balancer's
+  polls cost one probe a second per worker.
 
 Pure, on :func:`functools.lru_cache` or a constant table:
 

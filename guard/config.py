@@ -78,6 +78,10 @@ class GuardConfig:
     max_content_length: int = 1_048_576
     #: Content types a request body may have (415 otherwise); empty accepts any.
     content_types: tuple[str, ...] = ("application/json",)
+    #: The most connections each Redis pool of a worker opens (the store's, the limiter's,
+    #: the audit stream's); past it a call waits up to store_timeout, then 503. 0: redis-py's
+    #: default (100 a pool, refused at once past it).
+    redis_max_connections: int = 0
     #: Also send audit entries to this Redis (a Stream), batched; empty: local log only.
     audit_stream_url: str = ""
     audit_stream_key: str = "guard:audit"
@@ -177,7 +181,13 @@ class GuardConfig:
             raise ConfigurationError(
                 f"{PREFIX}FAILED_AUTH_IPV6_PREFIX must be a prefix length from 1 to 128"
             )
-        for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
+        for name in (
+            "trusted_proxies",
+            "cors_max_age",
+            "hsts_max_age",
+            "max_content_length",
+            "redis_max_connections",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
         if self.metrics_token:

@@ -52,6 +52,7 @@ from guard.observability.logs import current_request_id
 from guard.observability.readiness import Readiness
 from guard.observability.report import Report
 from stores import KeyRecord
+from stores.redis import RedisStore
 from stores.urls import redact, scrub
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class Guard:
                     config.store_timeout,
                     config.audit_stream_key,
                     config.audit_stream_maxlen,
+                    config.redis_max_connections,
                 )
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
@@ -239,6 +241,18 @@ class Guard:
 
 def _build(config: GuardConfig) -> GuardState:
     keys = Keys.from_config(config)
+    if config.redis_max_connections and isinstance(keys.store, RedisStore):
+        # Keys.from_config also builds the CLI's store, which makes one call at a time:
+        # the pool cap is the app's concern, so the app's Redis store is built capped
+        # here (the uncapped one has opened no connection yet).
+        keys.store.close()
+        keys.store = RedisStore.from_url(
+            config.store_url,
+            prefix=config.store_prefix,
+            timeout=config.store_timeout,
+            cache_ttl=config.store_cache_ttl,
+            max_connections=config.redis_max_connections,
+        )
     with _url_setting("GUARD_RATELIMIT_STORAGE_URL", config.ratelimit_storage_url):
         limits_ = RateLimits(
             config.ratelimit_storage_url,
@@ -247,6 +261,7 @@ def _build(config: GuardConfig) -> GuardState:
             failures=config.failed_auth_limit,
             fail_open=config.ratelimit_fail_open,
             timeout=config.store_timeout,
+            max_connections=config.redis_max_connections,
         )
     throttle = FailureThrottle(
         parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix

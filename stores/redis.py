@@ -61,7 +61,7 @@ def translate_errors() -> Iterator[None]:
 CLIENT_SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "redis+cluster")
 
 
-def connection_options(timeout: float) -> dict[str, Any]:
+def connection_options(timeout: float, max_connections: int = 0) -> dict[str, Any]:
     """The connection options of every Redis client the guard makes (the store's, the
     limiter's, the audit stream's), so a hung Redis holds a request ``timeout`` seconds
     at most, on any of them, and the request then fails closed.
@@ -72,25 +72,50 @@ def connection_options(timeout: float) -> dict[str, Any]:
     (a command that timed out may have run, and a rate-limit hit must not count twice).
     For ``limits``' Cluster storage, which builds its client itself and takes no
     prebuilt one, these options are what is shared.
+
+    :param max_connections: the most connections a pool opens (per node on a Cluster);
+        0 leaves redis-py's default.
     """
-    return {
+    options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     }
+    if max_connections:
+        options["max_connections"] = max_connections
+    return options
 
 
-def client_from_url(url: str, timeout: float, *, decode_responses: bool = True) -> redis.Redis:
+def client_from_url(
+    url: str,
+    timeout: float,
+    *,
+    decode_responses: bool = True,
+    max_connections: int = 0,
+    wait_for_connection: bool = True,
+) -> redis.Redis:
     """The one way the guard builds a Redis client: for ``url`` (any of
-    :data:`CLIENT_SCHEMES`, with TLS for ``rediss://``), with the timeouts and retry of
-    :func:`connection_options`, and on a single server a health check of connections idle
-    for 30 s (a connection a proxy dropped is found before a command is lost on it).
+    :data:`CLIENT_SCHEMES`, with TLS for ``rediss://`` and redis-py's ``ssl_*`` query
+    options), with the timeouts and retry of :func:`connection_options`, and on a single
+    server a health check of connections idle for 30 s (a connection a proxy dropped is
+    found before a command is lost on it).
 
     :param decode_responses: replies as ``str`` (the store's keys and records) or as
         ``bytes`` (what ``limits`` expects of the connection pool it is given).
+    :param max_connections: cap the pool (``GUARD_REDIS_MAX_CONNECTIONS``): on one
+        server a call past it waits ``timeout`` at most for a connection to be given
+        back (redis-py's ``BlockingConnectionPool``), then fails as Redis being down
+        does, so the request is refused with 503; Sentinel and Cluster pools, which have
+        no blocking form, refuse at once. 0: redis-py's default pool.
+    :param wait_for_connection: false refuses at once past the cap on one server too,
+        for a caller that may hold one connection while it asks for another (waiting
+        there could leave every holder waiting on the others until ``timeout``).
     :raises ValueError: for a URL redis-py cannot use.
     """
-    options = {**connection_options(timeout), "decode_responses": decode_responses}
+    options = {
+        **connection_options(timeout, max_connections),
+        "decode_responses": decode_responses,
+    }
     scheme, auth, nodes, path = _split_multi_host(url)
     with_auth: dict[str, Any] = {**auth, **options}
     if scheme == "redis+sentinel":
@@ -107,6 +132,11 @@ def client_from_url(url: str, timeout: float, *, decode_responses: bool = True) 
         return cast(redis.Redis, RedisCluster(startup_nodes=cluster_nodes, **with_auth))
     if scheme == "redis+unix":
         url = "unix" + url[len("redis+unix") :]
+    if max_connections and wait_for_connection:
+        pool = redis.BlockingConnectionPool.from_url(
+            url, timeout=timeout, health_check_interval=30, **options
+        )
+        return redis.Redis(connection_pool=pool)
     return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
@@ -184,13 +214,18 @@ class RedisStore(KeyStore):
         timeout: float = 0.5,
         cache_ttl: float = 5.0,
         client: redis.Redis | None = None,
+        max_connections: int = 0,
     ) -> None:
         if client is not None and not client.connection_pool.connection_kwargs.get(
             "decode_responses"
         ):
             # Byte replies would never match the str ids the store builds keys from.
             raise ValueError("RedisStore needs a client made with decode_responses=True")
-        self.client = client if client is not None else client_from_url(url, timeout)
+        self.client = (
+            client
+            if client is not None
+            else client_from_url(url, timeout, max_connections=max_connections)
+        )
         self.prefix = cluster_prefix(prefix) if url.startswith("redis+cluster:") else prefix
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)

@@ -32,11 +32,13 @@ class RedisStreamHandler(logging.Handler):
         self.batch: Batcher[str] = Batcher(self._send, self._keep_locally, interval=interval)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float, stream: str, maxlen: int) -> RedisStreamHandler:
+    def from_url(
+        cls, url: str, timeout: float, stream: str, maxlen: int, max_connections: int = 0
+    ) -> RedisStreamHandler:
         """A handler shipping to ``stream`` at ``url``, on a client built as the store's
-        is (:func:`stores.redis.client_from_url`): a batch waits ``timeout`` at most for
-        Redis, then goes to the local log."""
-        return cls(client_from_url(url, timeout), stream, maxlen)
+        is (:func:`stores.redis.client_from_url`, its pool capped at ``max_connections``):
+        a batch waits ``timeout`` at most for Redis, then goes to the local log."""
+        return cls(client_from_url(url, timeout, max_connections=max_connections), stream, maxlen)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.batch.add(record.getMessage())

@@ -45,7 +45,7 @@ from guard.errors import (
     retry_later,
 )
 from guard.keys.lifecycle import Keys
-from guard.observability import audit
+from guard.observability import audit, redis_access
 from guard.observability import metrics as guard_metrics
 from guard.observability.audit_stream import RedisStreamHandler
 from guard.observability.logs import current_request_id
@@ -88,7 +88,11 @@ class Guard:
                 "or set GUARD_ALLOW_PLAIN_HTTP=true to acknowledge it (e.g. for local use)"
             )
         state = _build(config)
+        redis_access.check_at_start(config)
         app.extensions["guard"] = state
+        denials = redis_access.named_limiter_denials(config)
+        if denials is not None:
+            state.limits.observe(redis_access.logging_denials(denials))
         # Metrics (GUARD_METRICS): the store's and the limiter's calls timed where they
         # are made (the store itself stays unwrapped, for the commands that read its
         # kind), and one endpoint; the per-request count and signals are in the Report.

@@ -42,18 +42,10 @@ from redis.retry import Retry
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
+from .redis_acl import DenialLog, store_needs
 from .urls import redact, scrub
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise any driver error as :class:`StoreUnavailable` (the driver's as cause)."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"redis: {exc}") from exc
 
 
 #: The schemes :func:`client_from_url` builds a client for: one server (``unix://`` and
@@ -230,6 +222,9 @@ class RedisStore(KeyStore):
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)
         self._save = self.client.register_script(SAVE_SCRIPT)
+        self.denials = DenialLog(
+            f"the key store ({redact(url)})", self.client, store_needs(self.prefix, self.channel)
+        )
         self._listening = threading.Event()
         self._closed = threading.Event()
         self._listener_pid: int | None = None
@@ -255,7 +250,7 @@ class RedisStore(KeyStore):
             if entry is not None:
                 return entry[0]
         generation = self.cache.generation
-        with translate_errors():
+        with self._errors():
             raw = cast("str | None", self.client.get(self._key(key_id)))
         record = self._parse(raw, key_id)
         if self._listening.is_set():
@@ -263,12 +258,12 @@ class RedisStore(KeyStore):
         return record
 
     def find_digest(self, digest: str) -> KeyRecord | None:
-        with translate_errors():
+        with self._errors():
             key_id = cast("str | None", self.client.hget(f"{self.prefix}imported", digest))
         return None if key_id is None else self.get(key_id)
 
     def records(self) -> list[KeyRecord]:
-        with translate_errors():
+        with self._errors():
             # Replies are str: the client decodes them (checked in __init__).
             ids = sorted(cast("set[str]", self.client.smembers(f"{self.prefix}ids")))
             keys = [self._key(key_id) for key_id in ids]
@@ -295,7 +290,7 @@ class RedisStore(KeyStore):
         for record in records:
             args += [serialize(record), record.key_id, record.digest if record.imported else ""]
         args += ["" if record is None else serialize(record) for record in compared.values()]
-        with translate_errors():
+        with self._errors():
             changed = cast("list[int]", self._save(keys=keys, args=args))
             if changed:
                 ids = list(compared)
@@ -306,16 +301,16 @@ class RedisStore(KeyStore):
             self.cache.discard(record.key_id)
 
     def touch(self, used: Mapping[str, float]) -> None:
-        with translate_errors():
+        with self._errors():
             # GT: several workers flush their batches in any order; the latest time wins.
             self.client.zadd(f"{self.prefix}last_used", dict(used), gt=True)
 
     def last_used(self, key_id: str) -> float | None:
-        with translate_errors():
+        with self._errors():
             return self.client.zscore(f"{self.prefix}last_used", key_id)
 
     def check(self) -> None:
-        with translate_errors():
+        with self._errors():
             self.client.ping()
 
     def close(self) -> None:
@@ -343,6 +338,8 @@ class RedisStore(KeyStore):
                 pubsub.subscribe(self.channel)
                 while not self._closed.is_set():
                     self._handle(pubsub.get_message(timeout=1.0))
+            except redis.exceptions.NoPermissionError as exc:
+                self.denials.named(exc)  # logged once; tried again below, as any failure
             except (redis.RedisError, OSError):
                 pass  # reconnect below
             except Exception:
@@ -369,6 +366,17 @@ class RedisStore(KeyStore):
                 self.cache.discard(key_id)
 
     # -- helpers -----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Re-raise any driver error as :class:`StoreUnavailable` (the driver's as
+        cause); a refused permission named in it, and logged once."""
+        try:
+            yield
+        except redis.exceptions.NoPermissionError as exc:
+            raise StoreUnavailable(f"redis: {self.denials.named(exc)}") from exc
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
 
     def _key(self, key_id: str) -> str:
         return f"{self.prefix}key:{key_id}"

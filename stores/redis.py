@@ -110,6 +110,12 @@ def client_from_url(
     }
     scheme, auth, nodes, path = _split_multi_host(url)
     with_auth: dict[str, Any] = {**auth, **options}
+    if scheme in ("redis+sentinel", "redis+cluster") and urlsplit(url).query:
+        # Never silently dropped: TLS options left unread would connect in clear text.
+        raise ValueError(
+            f"{scheme}:// URLs take no ?options (TLS and the others are read from "
+            "redis:// and rediss:// URLs only)"
+        )
     if scheme == "redis+sentinel":
         service, _, db = path.strip("/").partition("/")
         if not service:

@@ -78,6 +78,10 @@ class GuardConfig:
     max_content_length: int = 1_048_576
     #: Content types a request body may have (415 otherwise); empty accepts any.
     content_types: tuple[str, ...] = ("application/json",)
+    #: The most connections each Redis pool of a worker opens (the store's, the limiter's,
+    #: the audit stream's); past it a call waits up to store_timeout, then 503. 0: redis-py's
+    #: default (100 a pool, refused at once past it).
+    redis_max_connections: int = 0
     #: Also send audit entries to this Redis (a Stream), batched; empty: local log only.
     audit_stream_url: str = ""
     audit_stream_key: str = "guard:audit"
@@ -89,6 +93,12 @@ class GuardConfig:
     metrics_public: bool = False
     #: Label ``guard_requests_total`` with ``key_id`` too (one series per key).
     metrics_key_label: bool = False
+    #: Serve a readiness check here (store and limiter answer: 200, else 503), for a
+    #: load balancer; empty: none.
+    ready_path: str = ""
+    #: A scrape credential checked without the store (32+ characters): with it set, the
+    #: metrics answer this Bearer token only, also while the store is down.
+    metrics_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = True) -> GuardConfig:
@@ -171,9 +181,27 @@ class GuardConfig:
             raise ConfigurationError(
                 f"{PREFIX}FAILED_AUTH_IPV6_PREFIX must be a prefix length from 1 to 128"
             )
-        for name in ("trusted_proxies", "cors_max_age", "hsts_max_age", "max_content_length"):
+        for name in (
+            "trusted_proxies",
+            "cors_max_age",
+            "hsts_max_age",
+            "max_content_length",
+            "redis_max_connections",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        if self.metrics_token:
+            if not self.metrics or self.metrics_public:
+                raise ConfigurationError(
+                    "GUARD_METRICS_TOKEN is set, so the metrics are meant to be private and "
+                    "on: set GUARD_METRICS=true and GUARD_METRICS_PUBLIC=false"
+                )
+            if len(self.metrics_token) < MIN_SECRET_LENGTH:
+                raise ConfigurationError(
+                    f"GUARD_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} characters"
+                )
+        if self.ready_path and not self.ready_path.startswith("/"):
+            raise ConfigurationError("GUARD_READY_PATH must be a path starting with '/'")
         if not self.metrics_path.startswith("/"):
             raise ConfigurationError("GUARD_METRICS_PATH must be a path starting with '/'")
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
@@ -237,7 +265,8 @@ def _coerce(setting: str, kind: Any, value: Any) -> Any:
     elif kind == "str" and isinstance(value, str):
         return value
     # Never echo what may be a secret.
-    shown = "" if "SECRET" in setting or "PEPPER" in setting else f", not {value!r}"
+    secret = any(word in setting for word in ("SECRET", "PEPPER", "TOKEN"))
+    shown = "" if secret else f", not {value!r}"
     raise ConfigurationError(f"{setting} must be a {_DESCRIPTIONS[kind]}{shown}")
 
 

@@ -9,11 +9,12 @@ blueprint) asks of the guard (:mod:`guard._request.policy`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_limiter
@@ -44,12 +45,15 @@ from guard.errors import (
     retry_later,
 )
 from guard.keys.lifecycle import Keys
-from guard.observability import audit
+from guard.observability import audit, redis_access
 from guard.observability import metrics as guard_metrics
 from guard.observability.audit_stream import RedisStreamHandler
 from guard.observability.logs import current_request_id
+from guard.observability.readiness import Readiness
 from guard.observability.report import Report
 from stores import KeyRecord
+from stores.redis import RedisStore
+from stores.urls import redact, scrub
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -84,7 +88,11 @@ class Guard:
                 "or set GUARD_ALLOW_PLAIN_HTTP=true to acknowledge it (e.g. for local use)"
             )
         state = _build(config)
+        redis_access.check_at_start(config)
         app.extensions["guard"] = state
+        denials = redis_access.named_limiter_denials(config)
+        if denials is not None:
+            state.limits.observe(redis_access.logging_denials(denials))
         # Metrics (GUARD_METRICS): the store's and the limiter's calls timed where they
         # are made (the store itself stays unwrapped, for the commands that read its
         # kind), and one endpoint; the per-request count and signals are in the Report.
@@ -93,12 +101,17 @@ class Guard:
             metrics.watch(state.keys.store)
             state.keys.observe_store(metrics.timed_lookup, metrics.counted_touch)
             state.limits.observe(metrics.timed_hit)
-            view = metrics.make_view()
-            if config.metrics_public:
+            view = metrics.make_view(config.metrics_token, config.realm)
+            if config.metrics_public or config.metrics_token:
+                # The token is checked by the view itself, without the store or the
+                # limiter: a key lookup would fail in the very outage being scraped.
                 view = self.exempt(view)
             else:
                 view = self.require(guard_metrics.SCOPE)(view)
             app.add_url_rule(config.metrics_path, "guard_metrics", view, methods=["GET"])
+        if config.ready_path:
+            ready = Readiness(state.keys.store, state.limits).make_view()
+            app.add_url_rule(config.ready_path, "guard_ready", self.exempt(ready), methods=["GET"])
         wsgi_app: WSGIApplication = GuardMiddleware(
             app.wsgi_app,
             state.headers,
@@ -130,12 +143,14 @@ class Guard:
         if self._limiter is not None:
             self._init_limiter(app)
         if config.audit_stream_url:
-            stream = RedisStreamHandler.from_url(
-                config.audit_stream_url,
-                config.store_timeout,
-                config.audit_stream_key,
-                config.audit_stream_maxlen,
-            )
+            with _url_setting("GUARD_AUDIT_STREAM_URL", config.audit_stream_url):
+                stream = RedisStreamHandler.from_url(
+                    config.audit_stream_url,
+                    config.store_timeout,
+                    config.audit_stream_key,
+                    config.audit_stream_maxlen,
+                    config.redis_max_connections,
+                )
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)
@@ -230,14 +245,28 @@ class Guard:
 
 def _build(config: GuardConfig) -> GuardState:
     keys = Keys.from_config(config)
-    limits_ = RateLimits(
-        config.ratelimit_storage_url,
-        config.ratelimit_strategy,
-        default=config.rate_limit,
-        failures=config.failed_auth_limit,
-        fail_open=config.ratelimit_fail_open,
-        timeout=config.store_timeout,
-    )
+    if config.redis_max_connections and isinstance(keys.store, RedisStore):
+        # Keys.from_config also builds the CLI's store, which makes one call at a time:
+        # the pool cap is the app's concern, so the app's Redis store is built capped
+        # here (the uncapped one has opened no connection yet).
+        keys.store.close()
+        keys.store = RedisStore.from_url(
+            config.store_url,
+            prefix=config.store_prefix,
+            timeout=config.store_timeout,
+            cache_ttl=config.store_cache_ttl,
+            max_connections=config.redis_max_connections,
+        )
+    with _url_setting("GUARD_RATELIMIT_STORAGE_URL", config.ratelimit_storage_url):
+        limits_ = RateLimits(
+            config.ratelimit_storage_url,
+            config.ratelimit_strategy,
+            default=config.rate_limit,
+            failures=config.failed_auth_limit,
+            fail_open=config.ratelimit_fail_open,
+            timeout=config.store_timeout,
+            max_connections=config.redis_max_connections,
+        )
     throttle = FailureThrottle(
         parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix
     )
@@ -254,6 +283,18 @@ def _build(config: GuardConfig) -> GuardState:
             max_age=config.cors_max_age,
         ),
     )
+
+
+@contextlib.contextmanager
+def _url_setting(setting: str, url: str) -> Iterator[None]:
+    """Name ``setting`` in the error of a client built from its ``url``, the URL's
+    credentials redacted: this message stops the app, and lands in its logs."""
+    try:
+        yield
+    except ConfigurationError:
+        raise
+    except (ValueError, limits.errors.ConfigurationError) as exc:
+        raise ConfigurationError(f"{setting}={redact(url)!r}: {scrub(str(exc), url)}") from None
 
 
 def _check_names(decorator: str, what: str, names: tuple[object, ...]) -> None:

@@ -43,6 +43,13 @@ Holding state, on :class:`BoundedCache`:
 - ``guard/observability/metrics.py`` Metrics._children (BoundedCache, 4,096): label
   values -> the ``guard_requests`` child, per app; never (``labels()`` gives the same
   child for the life of the counter, and the guard removes none).
+- ``stores/redis_acl.py`` DenialLog._named (BoundedCache, 64): a Redis ``NOPERM``
+  message -> the ACL rules the user lacks, per part (store, limiter, audit stream);
+  never (the rules lacking when a message was first seen; an ACL fixed stops that
+  message).
+- ``guard/observability/readiness.py`` Readiness._answer (BoundedCache, 1): the last
+  readiness answer (store, limiter) per app; its one-second TTL, so a load balancer's
+  polls cost one probe a second per worker.
 
 Pure, on :func:`functools.lru_cache` or a constant table:
 

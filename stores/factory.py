@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from . import registry
 from .base import KeyStore
 from .errors import InvalidStoreURL
+from .urls import redact
 
 
 def from_url(url: str, **options: Any) -> KeyStore:
@@ -21,5 +22,5 @@ def from_url(url: str, **options: Any) -> KeyStore:
     cls = registry.store_class(scheme)
     if cls is None or not issubclass(cls, KeyStore):
         known = ", ".join(f"{name}://" for name in registry.schemes())
-        raise InvalidStoreURL(f"unknown store URL scheme in {url!r}: use one of {known}")
+        raise InvalidStoreURL(f"unknown store URL scheme in {redact(url)!r}: use one of {known}")
     return cls.from_url(url, **options)

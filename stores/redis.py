@@ -42,17 +42,10 @@ from redis.retry import Retry
 from .base import KeyRecord, KeyStore
 from .cache import RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
+from .redis_acl import DenialLog, store_needs
+from .urls import redact, scrub
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise any driver error as :class:`StoreUnavailable` (the driver's as cause)."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"redis: {exc}") from exc
 
 
 #: The schemes :func:`client_from_url` builds a client for: one server (``unix://`` and
@@ -60,7 +53,7 @@ def translate_errors() -> Iterator[None]:
 CLIENT_SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "redis+cluster")
 
 
-def connection_options(timeout: float) -> dict[str, Any]:
+def connection_options(timeout: float, max_connections: int = 0) -> dict[str, Any]:
     """The connection options of every Redis client the guard makes (the store's, the
     limiter's, the audit stream's), so a hung Redis holds a request ``timeout`` seconds
     at most, on any of them, and the request then fails closed.
@@ -71,27 +64,58 @@ def connection_options(timeout: float) -> dict[str, Any]:
     (a command that timed out may have run, and a rate-limit hit must not count twice).
     For ``limits``' Cluster storage, which builds its client itself and takes no
     prebuilt one, these options are what is shared.
+
+    :param max_connections: the most connections a pool opens (per node on a Cluster);
+        0 leaves redis-py's default.
     """
-    return {
+    options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     }
+    if max_connections:
+        options["max_connections"] = max_connections
+    return options
 
 
-def client_from_url(url: str, timeout: float, *, decode_responses: bool = True) -> redis.Redis:
+def client_from_url(
+    url: str,
+    timeout: float,
+    *,
+    decode_responses: bool = True,
+    max_connections: int = 0,
+    wait_for_connection: bool = True,
+) -> redis.Redis:
     """The one way the guard builds a Redis client: for ``url`` (any of
-    :data:`CLIENT_SCHEMES`, with TLS for ``rediss://``), with the timeouts and retry of
-    :func:`connection_options`, and on a single server a health check of connections idle
-    for 30 s (a connection a proxy dropped is found before a command is lost on it).
+    :data:`CLIENT_SCHEMES`, with TLS for ``rediss://`` and redis-py's ``ssl_*`` query
+    options), with the timeouts and retry of :func:`connection_options`, and on a single
+    server a health check of connections idle for 30 s (a connection a proxy dropped is
+    found before a command is lost on it).
 
     :param decode_responses: replies as ``str`` (the store's keys and records) or as
         ``bytes`` (what ``limits`` expects of the connection pool it is given).
+    :param max_connections: cap the pool (``GUARD_REDIS_MAX_CONNECTIONS``): on one
+        server a call past it waits ``timeout`` at most for a connection to be given
+        back (redis-py's ``BlockingConnectionPool``), then fails as Redis being down
+        does, so the request is refused with 503; Sentinel and Cluster pools, which have
+        no blocking form, refuse at once. 0: redis-py's default pool.
+    :param wait_for_connection: false refuses at once past the cap on one server too,
+        for a caller that may hold one connection while it asks for another (waiting
+        there could leave every holder waiting on the others until ``timeout``).
     :raises ValueError: for a URL redis-py cannot use.
     """
-    options = {**connection_options(timeout), "decode_responses": decode_responses}
+    options = {
+        **connection_options(timeout, max_connections),
+        "decode_responses": decode_responses,
+    }
     scheme, auth, nodes, path = _split_multi_host(url)
     with_auth: dict[str, Any] = {**auth, **options}
+    if scheme in ("redis+sentinel", "redis+cluster") and urlsplit(url).query:
+        # Never silently dropped: TLS options left unread would connect in clear text.
+        raise ValueError(
+            f"{scheme}:// URLs take no ?options (TLS and the others are read from "
+            "redis:// and rediss:// URLs only)"
+        )
     if scheme == "redis+sentinel":
         service, _, db = path.strip("/").partition("/")
         if not service:
@@ -106,6 +130,11 @@ def client_from_url(url: str, timeout: float, *, decode_responses: bool = True) 
         return cast(redis.Redis, RedisCluster(startup_nodes=cluster_nodes, **with_auth))
     if scheme == "redis+unix":
         url = "unix" + url[len("redis+unix") :]
+    if max_connections and wait_for_connection:
+        pool = redis.BlockingConnectionPool.from_url(
+            url, timeout=timeout, health_check_interval=30, **options
+        )
+        return redis.Redis(connection_pool=pool)
     return redis.Redis.from_url(url, health_check_interval=30, **options)
 
 
@@ -173,7 +202,7 @@ class RedisStore(KeyStore):
         try:
             return cls(url, **options)
         except ValueError as exc:  # redis-py's complaint about the URL itself
-            raise InvalidStoreURL(f"{url!r}: {exc}") from None
+            raise InvalidStoreURL(f"{redact(url)!r}: {scrub(str(exc), url)}") from None
 
     def __init__(
         self,
@@ -183,17 +212,25 @@ class RedisStore(KeyStore):
         timeout: float = 0.5,
         cache_ttl: float = 5.0,
         client: redis.Redis | None = None,
+        max_connections: int = 0,
     ) -> None:
         if client is not None and not client.connection_pool.connection_kwargs.get(
             "decode_responses"
         ):
             # Byte replies would never match the str ids the store builds keys from.
             raise ValueError("RedisStore needs a client made with decode_responses=True")
-        self.client = client if client is not None else client_from_url(url, timeout)
+        self.client = (
+            client
+            if client is not None
+            else client_from_url(url, timeout, max_connections=max_connections)
+        )
         self.prefix = cluster_prefix(prefix) if url.startswith("redis+cluster:") else prefix
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)
         self._save = self.client.register_script(SAVE_SCRIPT)
+        self.denials = DenialLog(
+            f"the key store ({redact(url)})", self.client, store_needs(self.prefix, self.channel)
+        )
         self._listening = threading.Event()
         self._closed = threading.Event()
         self._listener_pid: int | None = None
@@ -219,7 +256,7 @@ class RedisStore(KeyStore):
             if entry is not None:
                 return entry[0]
         generation = self.cache.generation
-        with translate_errors():
+        with self._errors():
             raw = cast("str | None", self.client.get(self._key(key_id)))
         record = self._parse(raw, key_id)
         if self._listening.is_set():
@@ -227,12 +264,12 @@ class RedisStore(KeyStore):
         return record
 
     def find_digest(self, digest: str) -> KeyRecord | None:
-        with translate_errors():
+        with self._errors():
             key_id = cast("str | None", self.client.hget(f"{self.prefix}imported", digest))
         return None if key_id is None else self.get(key_id)
 
     def records(self) -> list[KeyRecord]:
-        with translate_errors():
+        with self._errors():
             # Replies are str: the client decodes them (checked in __init__).
             ids = sorted(cast("set[str]", self.client.smembers(f"{self.prefix}ids")))
             keys = [self._key(key_id) for key_id in ids]
@@ -259,7 +296,7 @@ class RedisStore(KeyStore):
         for record in records:
             args += [serialize(record), record.key_id, record.digest if record.imported else ""]
         args += ["" if record is None else serialize(record) for record in compared.values()]
-        with translate_errors():
+        with self._errors():
             changed = cast("list[int]", self._save(keys=keys, args=args))
             if changed:
                 ids = list(compared)
@@ -270,16 +307,16 @@ class RedisStore(KeyStore):
             self.cache.discard(record.key_id)
 
     def touch(self, used: Mapping[str, float]) -> None:
-        with translate_errors():
+        with self._errors():
             # GT: several workers flush their batches in any order; the latest time wins.
             self.client.zadd(f"{self.prefix}last_used", dict(used), gt=True)
 
     def last_used(self, key_id: str) -> float | None:
-        with translate_errors():
+        with self._errors():
             return self.client.zscore(f"{self.prefix}last_used", key_id)
 
     def check(self) -> None:
-        with translate_errors():
+        with self._errors():
             self.client.ping()
 
     def close(self) -> None:
@@ -307,6 +344,8 @@ class RedisStore(KeyStore):
                 pubsub.subscribe(self.channel)
                 while not self._closed.is_set():
                     self._handle(pubsub.get_message(timeout=1.0))
+            except redis.exceptions.NoPermissionError as exc:
+                self.denials.named(exc)  # logged once; tried again below, as any failure
             except (redis.RedisError, OSError):
                 pass  # reconnect below
             except Exception:
@@ -333,6 +372,17 @@ class RedisStore(KeyStore):
                 self.cache.discard(key_id)
 
     # -- helpers -----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Re-raise any driver error as :class:`StoreUnavailable` (the driver's as
+        cause); a refused permission named in it, and logged once."""
+        try:
+            yield
+        except redis.exceptions.NoPermissionError as exc:
+            raise StoreUnavailable(f"redis: {self.denials.named(exc)}") from exc
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
 
     def _key(self, key_id: str) -> str:
         return f"{self.prefix}key:{key_id}"

@@ -17,6 +17,7 @@ from flask import Flask
 
 from guard import Guard, key_revoked, request_refused
 from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
+from tests.redis_server import free_port
 from tests.test_guard_metrics import requests_total, samples, three_allowed_and_two_refused
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -131,3 +132,24 @@ def test_the_readmes_sample_metrics_are_what_the_metrics_show() -> None:
 def guard_keys(app: Flask, guard: Guard, **options: Any) -> tuple[str, Any]:
     with app.app_context():
         return guard.keys.create("alice", **options)
+
+
+def test_the_logging_example_keeps_the_unsent_audit_entries_without_a_notice(
+    app: Flask, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The audit stream's logger exists before the README's dictConfig runs, as in an app
+    # that imports the guard first.
+    from guard.observability.audit_stream import RedisStreamHandler
+
+    run(blocks("python")[0], app, Guard(app))
+    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: every batch fails
+    stream = RedisStreamHandler.from_url(closed, 0.2, "guard:audit", 100)
+    try:
+        stream.emit(logging.makeLogRecord({"msg": '{"request_id":"r1"}'}))
+        stream.flush()
+    finally:
+        stream.close()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["name"] for line in lines] == ["guard.unsent_audit"] * 2
+    assert "disabled by the logging configuration" not in json.dumps(lines)
+    assert lines[1]["message"] == '{"request_id":"r1"}'

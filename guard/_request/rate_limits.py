@@ -68,7 +68,9 @@ def retry_after(windows: Sequence[Window]) -> Headers:
     return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
-def storage_for(url: str, strategy: str, timeout: float) -> limits.storage.Storage | AsyncStorage:
+def storage_for(
+    url: str, strategy: str, timeout: float, max_connections: int = 0
+) -> limits.storage.Storage | AsyncStorage:
     """The ``limits`` storage for ``url``, on a Redis client built the way the store's
     is (:func:`stores.redis.client_from_url`: the same timeouts, retry, health check, TLS
     and Sentinel handling), so a hung limiter fails closed in ``timeout`` as the store
@@ -79,17 +81,27 @@ def storage_for(url: str, strategy: str, timeout: float) -> limits.storage.Stora
     the master across a failover, and every count is read from the master, never from a
     lagging replica). A Cluster: ``limits`` builds its ``RedisCluster`` itself and takes
     no client or pool, so :func:`stores.redis.connection_options` is what it shares.
+    ``max_connections`` caps the pool (``GUARD_REDIS_MAX_CONNECTIONS``), refusing at
+    once past it: each thread's hits hold a connection for the thread's life
+    (:mod:`guard._counting.direct_script`) and loading the script takes a second one,
+    so threads waiting for a free connection could all be waiting on each other.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory" and strategy == "fixed-window":
         return WindowCounters(url)  # guard._counting.memory: why not limits'
     if scheme == "redis+cluster":
         return limits.storage.RedisClusterStorage(
-            url, wrap_exceptions=True, **connection_options(timeout)
+            url, wrap_exceptions=True, **connection_options(timeout, max_connections)
         )
     if scheme in CLIENT_SCHEMES:
         # Bytes replies, as on the client limits makes itself (redis-py's default).
-        client = client_from_url(url, timeout, decode_responses=False)
+        client = client_from_url(
+            url,
+            timeout,
+            decode_responses=False,
+            max_connections=max_connections,
+            wait_for_connection=False,
+        )
         return limits.storage.RedisStorage(
             url, connection_pool=client.connection_pool, wrap_exceptions=True
         )
@@ -113,10 +125,12 @@ class RateLimits:
         failures: str,
         fail_open: bool,
         timeout: float,
+        max_connections: int = 0,
     ) -> None:
         self.storage_url = storage_url
         self.timeout = timeout
-        self.storage = storage_for(storage_url, strategy, timeout)
+        self.max_connections = max_connections
+        self.storage = storage_for(storage_url, strategy, timeout, max_connections)
         self.strategy = limits.strategies.STRATEGIES[strategy](self.storage)
         self.default = default
         self.failures = failures
@@ -143,7 +157,10 @@ class RateLimits:
         )
         if scheme != "redis+sentinel" and isinstance(client, redis.Redis):
             return {"wrap_exceptions": True, "connection_pool": client.connection_pool}
-        options = {"wrap_exceptions": True, **connection_options(self.timeout)}
+        options = {
+            "wrap_exceptions": True,
+            **connection_options(self.timeout, self.max_connections),
+        }
         if scheme == "redis+sentinel":
             options["sentinel_kwargs"] = {"socket_timeout": self.timeout}
         return options

@@ -14,6 +14,7 @@ needs the keys, so ``--help`` works anywhere.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fnmatch
 import functools
@@ -45,6 +46,7 @@ from stores import (
 )
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
+from stores.urls import scrub
 
 
 class Operator:
@@ -258,7 +260,7 @@ def keys() -> None:
 
 @cli.group()
 def store() -> None:
-    """Prepare the key store."""
+    """Prepare the key store (init) and check what Redis lets the guard do (check)."""
 
 
 @store.command("init")
@@ -712,6 +714,61 @@ def when(timestamp: float | None) -> str | None:
         return None
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@store.command("check")
+@click.pass_context
+def store_check(ctx: click.Context) -> None:
+    """Check that Redis lets the guard do what it needs.
+
+    For each Redis the settings name (--store or GUARD_STORE_URL, and
+    GUARD_RATELIMIT_STORAGE_URL, GUARD_AUDIT_STREAM_URL, from the environment), asks
+    Redis, as the configured user, which of the commands, keys and channels the guard
+    needs it would refuse, without running any; names each as the ACL rule to add.
+    Exits 1 if any is missing or a Redis does not answer. Reads no secret.
+    """
+    # Imported here: they load redis-py, which the other commands may not need.
+    from guard.observability import redis_access
+    from stores.redis_acl import describe
+
+    defaults = {field.name: field.default for field in dataclasses.fields(GuardConfig)}
+
+    def setting(name: str) -> str:
+        return os.environ.get(f"GUARD_{name.upper()}") or str(defaults[name])
+
+    store_url = ctx.find_root().params.get("store") or setting("store_url")
+    try:
+        timeout = float(setting("store_timeout"))
+    except ValueError:
+        raise click.UsageError("GUARD_STORE_TIMEOUT must be a number") from None
+    found = redis_access.parts(
+        store_url=store_url,
+        store_prefix=setting("store_prefix"),
+        ratelimit_storage_url=setting("ratelimit_storage_url"),
+        audit_stream_url=os.environ.get("GUARD_AUDIT_STREAM_URL", ""),
+        audit_stream_key=setting("audit_stream_key"),
+    )
+    if not found:
+        click.echo("no Redis in the settings: nothing to check")
+        return
+    failed = False
+    for part in found:
+        try:
+            lacking = part.lacking(timeout)
+        except StoreUnavailable as exc:
+            click.echo(f"unchecked {part}: {scrub(str(exc), part.url)}")
+            failed = True
+            continue
+        if lacking:
+            click.echo(f"missing {part}: {describe(lacking)}")
+            failed = True
+        else:
+            click.echo(f"ok {part}")
+    if failed:
+        raise click.ClickException(
+            "the Redis user cannot do all the guard needs (docs/deployment.md gives the "
+            "minimal ACL)"
+        )
 
 
 def main() -> None:

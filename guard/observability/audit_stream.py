@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+
 from guard._batch import Batcher
 from guard.observability.audit import keep_enabled
 from stores.redis import client_from_url
+from stores.redis_acl import DenialLog, stream_needs
 
 unsent = logging.getLogger("guard.unsent_audit")
 
@@ -29,14 +32,17 @@ class RedisStreamHandler(logging.Handler):
         self.client = client
         self.stream = stream
         self.maxlen = maxlen
+        self.denials = DenialLog(f"the audit stream {stream}", client, stream_needs(stream))
         self.batch: Batcher[str] = Batcher(self._send, self._keep_locally, interval=interval)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float, stream: str, maxlen: int) -> RedisStreamHandler:
+    def from_url(
+        cls, url: str, timeout: float, stream: str, maxlen: int, max_connections: int = 0
+    ) -> RedisStreamHandler:
         """A handler shipping to ``stream`` at ``url``, on a client built as the store's
-        is (:func:`stores.redis.client_from_url`): a batch waits ``timeout`` at most for
-        Redis, then goes to the local log."""
-        return cls(client_from_url(url, timeout), stream, maxlen)
+        is (:func:`stores.redis.client_from_url`, its pool capped at ``max_connections``):
+        a batch waits ``timeout`` at most for Redis, then goes to the local log."""
+        return cls(client_from_url(url, timeout, max_connections=max_connections), stream, maxlen)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.batch.add(record.getMessage())
@@ -58,7 +64,13 @@ class RedisStreamHandler(logging.Handler):
     def _keep_locally(self, entries: list[str], error: BaseException | None) -> None:
         if unsent.disabled:
             keep_enabled(unsent)
-        cause = f"{type(error).__name__}: {error}" if error else "too many entries queued"
+        if isinstance(error, redis.exceptions.NoPermissionError):
+            # Named and logged once; the entries are kept here on every batch.
+            cause = f"NOPERM {self.denials.named(error)}"
+        elif error:
+            cause = f"{type(error).__name__}: {error}"
+        else:
+            cause = "too many entries queued"
         unsent.warning(
             "audit stream %s unavailable (%s): %d entries written here instead",
             self.stream,

@@ -12,14 +12,17 @@ switched on by ``GUARD_METRICS=true``:
 - ``guard_invalidation_subscribed``: 1 while the worker's Redis invalidation listener is
   subscribed, 0 otherwise (revocations may then be late); only for stores that have one.
 
-They are served at ``GUARD_METRICS_PATH`` to keys with the scope ``metrics:read`` (or to
-anyone with ``GUARD_METRICS_PUBLIC=true``). Under gunicorn, with
-``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiprocess mode sums every
-worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
+They are served at ``GUARD_METRICS_PATH`` to keys with the scope ``metrics:read``, or,
+with ``GUARD_METRICS_TOKEN`` set, to that token only, checked without the store so a
+Redis outage does not blind the scraper (or to anyone with ``GUARD_METRICS_PUBLIC=true``).
+Under gunicorn, with ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiprocess
+mode sums every worker's values (docs/deployment.md). Metrics carry no token, secret or digest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -31,10 +34,16 @@ from flask import Response, request
 
 import stores
 from guard._counting.plan import Hit, Plan, Reply, Window
-from guard._request.state import RequestState
+from guard._request.auth import MalformedCredentials, MissingCredentials, bearer_token
+from guard._request.state import RequestState, current, refuse
 from guard.config import GuardConfig
-from guard.errors import ConfigurationError
-from guard.keys.lifecycle import Lookup, Touch
+from guard.errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InvalidRequest,
+    InvalidToken,
+)
+from guard.keys.lifecycle import Lookup, Reason, Touch
 from stores import KeyRecord, KeyStore
 from stores.cache import BoundedCache
 
@@ -43,6 +52,40 @@ if TYPE_CHECKING:
 
 #: The scope a key needs to read the metrics (unless GUARD_METRICS_PUBLIC=true).
 SCOPE = "metrics:read"
+#: Every ``(outcome, reason)`` the guard itself gives a request, exported at 0 from
+#: start-up: a series that appears only with its first event makes ``increase()`` and
+#: ``rate()`` read that first burst as 0 (the first 31 revocation refusals after a
+#: restart, say). ``error`` reasons other than ``server_error`` are the names of the
+#: app's exceptions, unknown in advance. A test holds this list to the guard's code.
+KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
+    *(
+        ("allowed", reason)
+        for reason in ("valid", "exempt", "preflight", "https_redirect", "metrics_token")
+    ),
+    *(
+        ("denied", reason)
+        for reason in (
+            *(r.value for r in Reason if r is not Reason.VALID),
+            "no_credentials",
+            "unsupported_scheme",
+            "malformed_bearer",
+            "header_too_long",
+            "too_many_failed_attempts",
+            "insufficient_scope",
+            "rate_limited",
+            "route_rate_limited",
+            "limiter_unavailable",
+            "body_too_large",
+            "unsupported_media_type",
+            "policy_not_seen",
+            "guard_error",
+            "wrong_metrics_token",
+        )
+    ),
+    ("error", "server_error"),
+)
+#: The limiter's counters, each a ``kind`` of ``guard_limiter_errors_total``.
+LIMITER_COUNTERS = ("key", "failed-auth")
 #: Label values whose counter child is remembered (least recently used leave first).
 LABELS_CACHE_SIZE = 4096
 #: Seconds: store lookups are mostly cache hits (µs), limiter calls a round trip (ms).
@@ -112,6 +155,13 @@ class Metrics:
         self._children: BoundedCache[tuple[str, ...], prometheus_client.Counter] = BoundedCache(
             LABELS_CACHE_SIZE
         )
+        # Every known series at 0 from start-up. Per-key series (key_label) cannot be:
+        # the keys are not known in advance.
+        if not key_label:
+            for values in KNOWN_OUTCOMES:
+                self._children.put(values, self.requests.labels(*values))
+        for counter in LIMITER_COUNTERS:
+            self.limiter_errors.labels(counter)
         self.subscribed: prometheus_client.Gauge | None = None
         self._store: KeyStore | None = None
         self._was_subscribed: bool | None = None
@@ -229,14 +279,42 @@ class Metrics:
 
     # -- the endpoint ------------------------------------------------------------------
 
-    def make_view(self) -> Callable[[], Response]:
+    def make_view(self, token: str = "", realm: str = "api") -> Callable[[], Response]:
         """A view function serving :meth:`exposition` (a function of its own, for the
-        guard's view policy to be set on)."""
+        guard's view policy to be set on).
 
-        def guard_metrics() -> Response:
+        :param token: the scrape credential (``GUARD_METRICS_TOKEN``): the view then
+            serves only a request bearing it, compared in constant time (as digests,
+            so not even its length shows), and needs neither the store nor the limiter,
+            so the metrics stay readable through the outage they describe. It is never
+            logged: a refusal's audit entry says only that it was wrong.
+        """
+        if not token:
+
+            def guard_metrics() -> Response:
+                return self.exposition()
+
+            return guard_metrics
+        expected = hashlib.sha256(token.encode()).digest()
+        challenge = f'Bearer realm="{realm}"'
+
+        def guard_metrics_by_token() -> Response:
+            state = current()
+            try:
+                given = bearer_token(request.headers.get("Authorization"))
+            except MissingCredentials as exc:
+                refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", challenge)])
+            except MalformedCredentials as exc:
+                bad = f'{challenge}, error="invalid_request"'
+                refuse(state, InvalidRequest, str(exc), [("WWW-Authenticate", bad)])
+            if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
+                bad = f'{challenge}, error="invalid_token"'
+                refuse(state, InvalidToken, "wrong_metrics_token", [("WWW-Authenticate", bad)])
+            if state is not None:
+                state.reason = "metrics_token"
             return self.exposition()
 
-        return guard_metrics
+        return guard_metrics_by_token
 
     def exposition(self) -> Response:
         """The metrics in the format the scraper asks for (Prometheus text or

@@ -23,6 +23,12 @@ Holding state, on :class:`BoundedCache`:
   this process's own saves discard at once), the whole cache when the listener
   (re)subscribes or drops, ``GUARD_STORE_CACHE_TTL`` for a lost message; bypassed while
   the listener is not subscribed.
+- ``stores/sql.py`` SQLStore.cache (RecordCache, 10,000): key records by id, "no such
+  key" included; a NOTIFY naming the key (every write sends one in its transaction), the
+  whole cache when the listener (re)connects, ``GUARD_STORE_CACHE_TTL`` for a lost
+  message; used only while the listener is listening.
+- ``stores/sql.py`` SQLStore._fallback (RecordCache, 10,000): the same, while not
+  listening and always on SQLite; at most ``FALLBACK_TTL`` (1 s) old.
 - ``guard/keys/lifecycle.py`` Keys._verified (BoundedCache, 4,096): token fingerprint
   -> (key id, digest) of tokens that passed verification; each use reads the record
   again and judges it (revocation, expiry, rotation apply at once), and the entry is

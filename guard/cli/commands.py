@@ -31,7 +31,7 @@ import stores
 from guard.config import GuardConfig
 from guard.durations import parse_duration
 from guard.errors import ConfigurationError
-from guard.keys.lifecycle import Keys, KeyStateError, Reason
+from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason
 from stores import (
     Conflict,
     EnvStore,
@@ -42,6 +42,7 @@ from stores import (
     StoreError,
     StoreUnavailable,
 )
+from stores.base import Listing
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
 
@@ -143,11 +144,21 @@ def warn_if_environment_differs(
         )
 
 
+class BadSettings(click.ClickException):
+    """Settings no store could read back: one line, and exit code 2 like any usage error
+    (click's own usage errors print the usage too)."""
+
+    exit_code = 2
+
+
 @contextlib.contextmanager
 def operator_errors() -> Iterator[None]:
-    """One clear line and exit code 1 for the errors an operator can meet."""
+    """One clear line and exit code 1 for the errors an operator can meet (2 for bad
+    settings)."""
     try:
         yield
+    except InvalidKeySettings as exc:
+        raise BadSettings(str(exc)) from None
     except KeyNotFound as exc:
         raise click.ClickException(f"no key with id {exc.key_id}") from None
     except StoreUnavailable as exc:
@@ -346,7 +357,8 @@ def list_keys(
     """List keys (never a secret or a digest), optionally filtered."""
     keys = op.keys
     with operator_errors():
-        records = sorted(keys.store.records(), key=lambda r: r.created_at)
+        listing = keys.store.listing()
+        records = sorted(listing.records, key=lambda r: r.created_at)
         records = [
             r
             for r in records
@@ -357,12 +369,25 @@ def list_keys(
     rows = [row for row in rows if state is None or row["state"] == state]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    columns = ("id", "name", "state", "scopes", "created", "expires", "last_used")
-    table = [[cell(row[column]) for column in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
-    for line in [list(columns), *table]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    else:
+        columns = ("id", "name", "state", "scopes", "created", "expires", "last_used")
+        table = [[cell(row[column]) for column in columns] for row in rows]
+        widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+        for line in [list(columns), *table]:
+            click.echo("  ".join(c.ljust(width) for c, width in zip(line, widths, strict=True)))
+    report_unreadable(listing)
+
+
+def report_unreadable(listing: Listing) -> None:
+    """Name each record the store holds but cannot read, after the work done with the
+    others, and exit 1: one bad record never hides the rest, nor goes unnoticed."""
+    for error in listing.unreadable:
+        click.echo(f"unreadable: {error}", err=True)
+    if listing.unreadable:
+        raise click.ClickException(
+            f"{plural(len(listing.unreadable), 'record')} could not be read (named above): "
+            "fix or delete them in the store"
+        )
 
 
 @keys.command()
@@ -538,15 +563,18 @@ def rotate_due(
     if dry_run:
         keys = op.keys
         with operator_errors():
-            due = due_for_rotation(keys, max_age, pattern, keys.clock())
+            listing = keys.store.listing()
+        due = due_for_rotation(listing.records, max_age, pattern, keys.clock())
         for record in due:
             click.echo(f"would rotate {record.key_id} ({record.name})")
         click.echo(f"{plural(len(due), 'key')} due; nothing changed (dry run)", err=True)
+        report_unreadable(listing)
         return
     rotated = 0
     with op.writing(env_file) as keys:
         now = keys.clock()
-        due = due_for_rotation(keys, max_age, pattern, now)
+        listing = keys.store.listing()
+        due = due_for_rotation(listing.records, max_age, pattern, now)
         with token_sink(output) as write:
             for record in due:
                 try:
@@ -568,12 +596,13 @@ def rotate_due(
                     continue
                 rotated += 1
     click.echo(f"rotated {plural(rotated, 'key')}; old keys stay valid for {grace:.0f}s", err=True)
+    report_unreadable(listing)
 
 
 def due_for_rotation(
-    keys: Keys, max_age: float | None, pattern: str | None, now: float
+    found: list[KeyRecord], max_age: float | None, pattern: str | None, now: float
 ) -> list[KeyRecord]:
-    records = sorted(keys.store.records(), key=lambda r: r.created_at)
+    records = sorted(found, key=lambda r: r.created_at)
     # A successor whose predecessor is still in its grace period is mid-rotation:
     # rotating it again (say, on a re-run after a crash) would strand its clients.
     in_flight = {

@@ -1,6 +1,7 @@
 """API keys: the token format (:mod:`.tokens`) and their verification and lifecycle
 (:mod:`.lifecycle`)."""
 
+from .lifecycle import InvalidKeySettings as InvalidKeySettings
 from .lifecycle import Keys as Keys
 from .lifecycle import KeyStateError as KeyStateError
 from .lifecycle import Reason as Reason

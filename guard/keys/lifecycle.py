@@ -7,13 +7,14 @@ tests never patch the clock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple, TypeVar
 
 import stores
@@ -76,6 +77,22 @@ class Verdict(NamedTuple):
 
 class KeyStateError(ValueError):
     """A lifecycle operation does not apply to the key in its current state."""
+
+
+class InvalidKeySettings(ValueError):
+    """A key's name, scopes, limit or metadata break the rules every store reads records
+    by (:class:`~stores.KeyRecord`): nothing was saved, since the record could never be
+    read back (its token would never work, and a list of keys would stop at it)."""
+
+
+@contextlib.contextmanager
+def _settings_checked() -> Iterator[None]:
+    """Around building a record from an operator's settings: the record's own checks
+    (the readers' rules) refusing it are bad settings, not a bad store."""
+    try:
+        yield
+    except InvalidRecord as exc:
+        raise InvalidKeySettings(f"not saved: {exc}") from None
 
 
 class _Remembered(NamedTuple):
@@ -282,21 +299,25 @@ class Keys:
         metadata: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
-        """Issue and store a new key; the token is returned here and never again."""
+        """Issue and store a new key; the token is returned here and never again.
+
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
+        """
         now = self.clock() if now is None else now
         key_id = self.codec.new_key_id()
         token, digest, pepper_id = self.codec.issue(key_id)
-        record = KeyRecord(
-            key_id=key_id,
-            name=name,
-            digest=digest,
-            pepper_id=pepper_id,
-            created_at=now,
-            scopes=tuple(scopes),
-            expires_at=None if expires_in is None else now + expires_in,
-            rate_limit=rate_limit,
-            metadata=dict(metadata or {}),
-        )
+        with _settings_checked():
+            record = KeyRecord(
+                key_id=key_id,
+                name=name,
+                digest=digest,
+                pepper_id=pepper_id,
+                created_at=now,
+                scopes=tuple(scopes),
+                expires_at=None if expires_in is None else now + expires_in,
+                rate_limit=rate_limit,
+                metadata=dict(metadata or {}),
+            )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
         self.store.save(record, expected={key_id: None})
@@ -316,6 +337,7 @@ class Keys:
 
         :raises ValueError: for a secret no client could send as a Bearer token (outside
             RFC 6750's b64token, or longer than :data:`MAX_TOKEN_LENGTH`).
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
         if len(secret) > MAX_TOKEN_LENGTH or B64TOKEN.fullmatch(secret) is None:
             raise ValueError(
@@ -324,17 +346,18 @@ class Keys:
                 "Bearer token"
             )
         digest, pepper_id = self.codec.digest(secret)
-        record = KeyRecord(
-            key_id=self.codec.new_key_id(),
-            name=name,
-            digest=digest,
-            pepper_id=pepper_id,
-            created_at=self.clock() if now is None else now,
-            scopes=tuple(scopes),
-            rate_limit=rate_limit,
-            metadata=dict(metadata or {}),
-            imported=True,
-        )
+        with _settings_checked():
+            record = KeyRecord(
+                key_id=self.codec.new_key_id(),
+                name=name,
+                digest=digest,
+                pepper_id=pepper_id,
+                created_at=self.clock() if now is None else now,
+                scopes=tuple(scopes),
+                rate_limit=rate_limit,
+                metadata=dict(metadata or {}),
+                imported=True,
+            )
         self.store.save(record, expected={record.key_id: None})
         return record
 
@@ -428,6 +451,7 @@ class Keys:
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
 
         def attempt() -> KeyRecord:
@@ -438,12 +462,13 @@ class Keys:
                     merged.pop(field, None)
                 else:
                     merged[field] = value
-            changed = dataclasses.replace(
-                record,
-                scopes=record.scopes if scopes is None else tuple(scopes),
-                rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
-                metadata=merged,
-            )
+            with _settings_checked():
+                changed = dataclasses.replace(
+                    record,
+                    scopes=record.scopes if scopes is None else tuple(scopes),
+                    rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
+                    metadata=merged,
+                )
             if changed != record:
                 self.store.save(changed, expected={key_id: record})
             return changed

@@ -46,8 +46,14 @@ class KeyRecord:
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``), or
-        ``None`` if it is valid."""
-        if self.revoked_at is not None and self.revoked_at <= now:
+        ``None`` if it is valid.
+
+        A revocation is a state, not a schedule: a revoked key is refused whatever
+        ``revoked_at`` says, since that time is the revoking host's clock, which may be
+        ahead of this one. Expiry and the end of a grace period are schedules, judged
+        against ``now``.
+        """
+        if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"

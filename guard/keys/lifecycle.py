@@ -419,7 +419,12 @@ class Keys:
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
-        """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time).
+        """Refuse ``key_id`` from now on, in every process sharing the store.
+
+        ``revoked_at`` records when, by this host's clock; the key is refused whatever it
+        says (see :meth:`~stores.KeyRecord.refusal`). Revoking again keeps the earlier of
+        the stored time and ``now``, so a time written by a host whose clock ran ahead is
+        corrected, never kept.
 
         A compare-and-set on the record as read, retried on a concurrent change, so the
         revocation keeps every other change and no other write can undo it.
@@ -427,14 +432,14 @@ class Keys:
 
         def attempt() -> KeyRecord:
             record = self.store.require(key_id)
-            if record.revoked_at is None:
-                revoked = dataclasses.replace(
-                    record, revoked_at=self.clock() if now is None else now
-                )
-                self.store.save(revoked, expected={key_id: record})
-                signals.key_revoked.send(self, key=revoked)
-                return revoked
-            return record
+            at = self.clock() if now is None else now
+            revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
+            if revoked_at == record.revoked_at:
+                return record
+            revoked = dataclasses.replace(record, revoked_at=revoked_at)
+            self.store.save(revoked, expected={key_id: record})
+            signals.key_revoked.send(self, key=revoked)
+            return revoked
 
         return self._retrying(attempt)
 

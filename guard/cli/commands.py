@@ -31,7 +31,7 @@ import stores
 from guard.config import GuardConfig
 from guard.durations import parse_duration
 from guard.errors import ConfigurationError
-from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason
+from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason, WriteUnconfirmed
 from stores import (
     Conflict,
     EnvStore,
@@ -161,6 +161,11 @@ def operator_errors() -> Iterator[None]:
         raise BadSettings(str(exc)) from None
     except KeyNotFound as exc:
         raise click.ClickException(f"no key with id {exc.key_id}") from None
+    except WriteUnconfirmed as exc:
+        raise click.ClickException(
+            f"{exc}: run the command again (safe: it changes nothing twice, and a "
+            "revocation is published again)"
+        ) from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"the key store did not answer: {exc}") from None
     except Conflict as exc:
@@ -331,7 +336,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Issue a key and print its token, once."""
-    with op.writing(env_file) as keys:
+    with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.create(
             name,
             scopes=scopes or (),
@@ -416,7 +421,7 @@ def show(op: Operator, key_id: str, as_json: bool) -> None:
 @click.pass_obj
 def rotate(op: Operator, key_id: str, grace: float, env_file: Path | None, as_json: bool) -> None:
     """Issue a successor (same name, scopes and limit); the old key lapses after --grace."""
-    with op.writing(env_file) as keys:
+    with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.rotate(key_id, grace=grace)
     print_token(token, record, as_json)
 
@@ -637,6 +642,23 @@ def token_sink(output: Path | None) -> Iterator[Callable[[dict[str, Any]], None]
             os.fsync(handle.fileno())
 
         yield write
+
+
+@contextlib.contextmanager
+def token_kept(as_json: bool) -> Iterator[None]:
+    """Around a write that issues a token: if the store did not confirm the write, the
+    token is printed all the same (it works if the write applied, and is then never
+    shown again), and the command fails saying how to tell."""
+    try:
+        yield
+    except WriteUnconfirmed as exc:
+        if exc.token is None or exc.record is None:
+            raise
+        print_token(exc.token, exc.record, as_json)
+        raise click.ClickException(
+            f"{exc}: the token printed is key {exc.record.key_id}'s and works only if the "
+            f"change was saved; `guard keys show {exc.record.key_id}` tells"
+        ) from None
 
 
 def print_token(token: str, record: KeyRecord, as_json: bool) -> None:

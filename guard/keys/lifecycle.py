@@ -85,6 +85,25 @@ class InvalidKeySettings(ValueError):
     read back (its token would never work, and a list of keys would stop at it)."""
 
 
+class WriteUnconfirmed(StoreUnavailable):
+    """The store did not answer a write, nor the check of whether it applied: the change
+    may or may not be saved. Running the command again is safe (every write is a
+    compare-and-set, and a repeated revocation publishes again).
+
+    :ivar token: for a key issued by the write (create, rotate), its token, so that it is
+        not lost if the write did apply; never in the message, so a traceback or a log
+        line never shows it.
+    :ivar record: the record the token belongs to.
+    """
+
+    def __init__(
+        self, message: str, *, token: str | None = None, record: KeyRecord | None = None
+    ) -> None:
+        super().__init__(message)
+        self.token = token
+        self.record = record
+
+
 @contextlib.contextmanager
 def _settings_checked() -> Iterator[None]:
     """Around building a record from an operator's settings: the record's own checks
@@ -289,6 +308,45 @@ class Keys:
                 continue
         return change()
 
+    def _write(
+        self,
+        *records: KeyRecord,
+        expected: Mapping[str, KeyRecord | None],
+        token: str | None = None,
+    ) -> None:
+        """Save ``records`` by compare-and-set against ``expected``, and know the outcome.
+
+        A store that did not answer may still have applied the write (the reply was lost
+        after it ran). The write is then sent again expecting the records as written: a
+        no-op that confirms it applied and, on Redis, publishes the invalidation the lost
+        reply skipped; if they are not there, expecting what was read, as the first time.
+        Every attempt is a compare-and-set, so a first write arriving late can never apply
+        twice nor over another change.
+
+        :raises WriteUnconfirmed: if the store does not answer the check either.
+        :raises stores.Conflict: if the records are neither as read nor as written.
+        """
+        try:
+            self.store.save(*records, expected=expected)
+            return
+        except StoreUnavailable:
+            pass  # the outcome is read back below
+        written = {record.key_id: record for record in records}
+        # Written, read, written: the last in case the first write applied in between.
+        for guess in (written, expected, written):
+            try:
+                self.store.save(*records, expected=guess)
+                return
+            except Conflict:
+                continue
+            except StoreUnavailable as exc:
+                raise WriteUnconfirmed(
+                    f"the key store did not confirm the change ({exc}): it may or may not be saved",
+                    token=token,
+                    record=records[0],
+                ) from exc
+        raise Conflict(sorted(written))
+
     def create(
         self,
         name: str,
@@ -302,6 +360,7 @@ class Keys:
         """Issue and store a new key; the token is returned here and never again.
 
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
+        :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
         """
         now = self.clock() if now is None else now
         key_id = self.codec.new_key_id()
@@ -320,7 +379,7 @@ class Keys:
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
-        self.store.save(record, expected={key_id: None})
+        self._write(record, expected={key_id: None}, token=token)
         return token, record
 
     def import_secret(
@@ -358,7 +417,7 @@ class Keys:
                 metadata=dict(metadata or {}),
                 imported=True,
             )
-        self.store.save(record, expected={record.key_id: None})
+        self._write(record, expected={record.key_id: None})
         return record
 
     def rotate(
@@ -369,11 +428,13 @@ class Keys:
 
         :raises KeyStateError: if the key is revoked, expired or already rotated (also
             when that happened while this rotation was being prepared).
+        :raises WriteUnconfirmed: carrying the successor's token, if the store did not
+            confirm the rotation.
         """
 
         def attempt() -> tuple[str, KeyRecord]:
             token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
-            self.save_rotation(new, old)
+            self.save_rotation(new, old, token=token)
             return token, new
 
         return self._retrying(attempt)
@@ -408,14 +469,16 @@ class Keys:
         )
         return token, new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace)
 
-    def save_rotation(self, new: KeyRecord, old: KeyRecord) -> None:
+    def save_rotation(self, new: KeyRecord, old: KeyRecord, *, token: str | None = None) -> None:
         """Write a rotation from :meth:`prepare_rotation`, only if the old key is still
         the record it was prepared from (not revoked, changed or rotated since).
 
+        :param token: the successor's, carried by :class:`WriteUnconfirmed` if raised.
         :raises stores.Conflict: if it changed; nothing is written.
+        :raises WriteUnconfirmed: if the store did not confirm the write.
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
-        self.store.save(new, old, expected={old.key_id: before, new.key_id: None})
+        self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
@@ -424,21 +487,24 @@ class Keys:
         ``revoked_at`` records when, by this host's clock; the key is refused whatever it
         says (see :meth:`~stores.KeyRecord.refusal`). Revoking again keeps the earlier of
         the stored time and ``now``, so a time written by a host whose clock ran ahead is
-        corrected, never kept.
+        corrected, never kept. Every call saves, even when nothing changes, so that each
+        successful revocation publishes its invalidation: a retry after a revocation
+        whose publication was lost (a timeout) tells the workers.
 
         A compare-and-set on the record as read, retried on a concurrent change, so the
         revocation keeps every other change and no other write can undo it.
+
+        :raises WriteUnconfirmed: if the store did not confirm the revocation.
         """
 
         def attempt() -> KeyRecord:
             record = self.store.require(key_id)
             at = self.clock() if now is None else now
             revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
-            if revoked_at == record.revoked_at:
-                return record
             revoked = dataclasses.replace(record, revoked_at=revoked_at)
-            self.store.save(revoked, expected={key_id: record})
-            signals.key_revoked.send(self, key=revoked)
+            self._write(revoked, expected={key_id: record})
+            if revoked != record:
+                signals.key_revoked.send(self, key=revoked)
             return revoked
 
         return self._retrying(attempt)
@@ -475,7 +541,7 @@ class Keys:
                     metadata=merged,
                 )
             if changed != record:
-                self.store.save(changed, expected={key_id: record})
+                self._write(changed, expected={key_id: record})
             return changed
 
         return self._retrying(attempt)

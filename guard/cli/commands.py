@@ -455,7 +455,8 @@ def update(
     """Change a key's scopes, rate limit or metadata without rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
-    default; --metadata KEY=VALUE sets one entry and KEY= removes it.
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it. A key in a rotation
+    changes with its successor and a predecessor still in its grace period.
     """
     if scopes is None and rate_limit is None and not metadata:
         raise click.UsageError("give --scopes, --rate-limit or --metadata")
@@ -463,7 +464,9 @@ def update(
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
         record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
         row = describe(record, keys)
-    emit(as_json, row, f"updated {record.key_id} ({record.name})", err=True)
+        others = [other.key_id for other in keys.rotation_of(record)[1:]]
+    rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
+    emit(as_json, row, f"updated {record.key_id} ({record.name}){rotation}", err=True)
 
 
 @keys.command()

@@ -519,14 +519,19 @@ class Keys:
     ) -> KeyRecord:
         """Change a key's scopes, rate limit or metadata without rotating it.
 
+        A key in a rotation is one credential with two tokens: the change applies to the
+        record named, to its successor, and to a predecessor still in its grace period,
+        all in one compare-and-set. So a scope taken away is taken from every token that
+        still works, and the successor does not bring back what the old key lost.
+
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
 
-        def attempt() -> KeyRecord:
-            record = self.store.require(key_id)
+        def change(record: KeyRecord) -> KeyRecord:
             merged = dict(record.metadata)
             for field, value in (metadata or {}).items():
                 if value is None:
@@ -534,14 +539,48 @@ class Keys:
                 else:
                     merged[field] = value
             with _settings_checked():
-                changed = dataclasses.replace(
+                return dataclasses.replace(
                     record,
                     scopes=record.scopes if scopes is None else tuple(scopes),
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
                 )
-            if changed != record:
-                self._write(changed, expected={key_id: record})
-            return changed
+
+        def attempt() -> KeyRecord:
+            related = self.rotation_of(self.store.require(key_id))
+            changed = [change(record) for record in related]
+            writes = [new for new, old in zip(changed, related, strict=True) if new != old]
+            if writes:
+                self._write(*writes, expected={record.key_id: record for record in related})
+            return changed[0]
 
         return self._retrying(attempt)
+
+    def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
+        """``record``, then its successors, then its predecessors still in their grace
+        period: the records whose tokens are the same credential's (what
+        :meth:`update` changes together)."""
+        related = [record]
+        seen = {record.key_id}
+        successor = record.replaced_by
+        while successor is not None and successor not in seen:
+            following = self.store.get(successor)
+            if following is None:
+                break
+            related.append(following)
+            seen.add(following.key_id)
+            successor = following.replaced_by
+        now = self.clock()
+        current, predecessor = record, record.replaces
+        while predecessor is not None and predecessor not in seen:
+            preceding = self.store.get(predecessor)
+            if (
+                preceding is None
+                or preceding.replaced_by != current.key_id
+                or preceding.refusal(now) is not None
+            ):
+                break
+            related.append(preceding)
+            seen.add(preceding.key_id)
+            current, predecessor = preceding, preceding.replaces
+        return related

@@ -1,10 +1,12 @@
 """The operator's command line: ``guard keys ...``, also available as ``flask guard``.
 
 Exit codes a script can rely on: 0 on success; 1 with one line on stderr for an unknown
-key, an unreachable store, a read-only store, a store that keeps nothing, or a key in the
-wrong state; 2 for a usage error such as a bad duration. Only ``create`` and ``rotate``
-(and ``rotate-due``) ever print a token, and only once; secrets are read from standard
-input, never from arguments (which leak into shell history and ``ps``).
+key, an unreachable store (or a write it did not confirm), a read-only store, a store that
+keeps nothing, or a key in the wrong state, and from ``list`` and ``rotate-due`` after
+naming records the store holds but cannot read; 2 for a usage error such as a bad
+duration, or settings no store could read back (nothing is saved). Only ``create`` and
+``rotate`` (and ``rotate-due``) ever print a token, and only once; secrets are read from
+standard input, never from arguments (which leak into shell history and ``ps``).
 
 The store is, in this order: ``--store``; under ``flask guard``, the loaded app's own
 store; ``GUARD_STORE_URL``. Nothing is loaded (and no secret read) until a command

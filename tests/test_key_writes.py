@@ -7,6 +7,7 @@ tests/integration).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -46,6 +47,11 @@ class LossyStore(MemoryStore):
             raise StoreUnavailable("timeout")
         super().save(*records, expected=expected)
         self.answered.append(tuple(record.key_id for record in records))
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        # A store builds its lookup from the id (Redis: a key name): never anything else.
+        assert isinstance(key_id, str), f"looked up {key_id!r}"
+        return super().get(key_id)
 
 
 @pytest.fixture
@@ -173,28 +179,48 @@ def test_the_limits_themselves_are_allowed(keys: Keys) -> None:
     assert KeyRecord.from_dict(record.to_dict()) == record
 
 
-def test_an_update_mid_rotation_changes_every_token_that_works(keys: Keys, clock: Clock) -> None:
-    _, first = keys.create("alice", scopes=["a", "b"])
-    _, second = keys.rotate(first.key_id, grace=HOUR)
-    clock.advance(2 * HOUR)  # first's grace is over: it is left as it was
-    _, third = keys.rotate(second.key_id, grace=HOUR)
-    assert [r.key_id for r in keys.rotation_of(keys.store.require(second.key_id))] == [
-        second.key_id,
-        third.key_id,
-    ]
-    assert [r.key_id for r in keys.rotation_of(keys.store.require(third.key_id))] == [
-        third.key_id,
-        second.key_id,
-    ]
-    keys.update(second.key_id, scopes=["a"], metadata={"team": "x"})
-    scopes = {
-        key_id: keys.store.require(key_id).scopes
-        for key_id in (first.key_id, second.key_id, third.key_id)
-    }
+def test_an_update_mid_rotation_changes_every_token_that_works(lossy: Keys, clock: Clock) -> None:
+    _, first = lossy.create("alice", scopes=["a", "b"])
+    _, second = lossy.rotate(first.key_id, grace=HOUR)
+    clock.advance(2 * HOUR)  # first's grace is over: updating later keys leaves it be
+    _, third = lossy.rotate(second.key_id, grace=HOUR)
+
+    def ids(key_id: str) -> list[str]:
+        return [r.key_id for r in lossy.rotation_of(lossy.store.require(key_id))]
+
+    assert ids(first.key_id) == [first.key_id, second.key_id, third.key_id]
+    assert ids(second.key_id) == [second.key_id, third.key_id]
+    assert ids(third.key_id) == [third.key_id, second.key_id]
+    lossy.update(third.key_id, scopes=["a"], metadata={"team": "x"})
+    scopes = {r.key_id: r.scopes for r in lossy.store.records()}
     assert scopes == {first.key_id: ("a", "b"), second.key_id: ("a",), third.key_id: ("a",)}
-    assert keys.store.require(third.key_id).metadata == {"team": "x"}
-    keys.update(third.key_id, rate_limit="5/minute")
-    assert keys.store.require(second.key_id).rate_limit == "5/minute"
+    assert lossy.store.require(second.key_id).metadata == {"team": "x"}
+    assert lossy.update(first.key_id, rate_limit="5/minute").rate_limit == "5/minute"
+    assert {r.rate_limit for r in lossy.store.records()} == {"5/minute"}
+
+
+def test_links_a_store_was_edited_into_are_followed_once_and_only_both_ways(
+    lossy: Keys, store: LossyStore
+) -> None:
+    _, a = lossy.create("a")
+    _, b = lossy.create("b")
+    _, c = lossy.create("c")
+    _, d = lossy.create("d")
+    # a -> b -> c -> b (a loop), d claims to replace b, which names c as its successor,
+    # and c names a successor that is gone.
+    store.save(dataclasses.replace(a, replaced_by=b.key_id))
+    store.save(dataclasses.replace(b, replaced_by=c.key_id))
+    store.save(dataclasses.replace(c, replaced_by=b.key_id))
+    store.save(dataclasses.replace(d, replaces=b.key_id, replaced_by="0000000000000000"))
+    chain = lossy.rotation_of(store.require(a.key_id))
+    assert [r.key_id for r in chain] == [a.key_id, b.key_id, c.key_id]
+    assert [r.key_id for r in lossy.rotation_of(store.require(d.key_id))] == [d.key_id]
+    lossy.update(a.key_id, scopes=["x"])
+    assert {r.key_id for r in store.records() if r.scopes == ("x",)} == {
+        a.key_id,
+        b.key_id,
+        c.key_id,
+    }
 
 
 def test_an_update_that_changes_nothing_writes_nothing(lossy: Keys, store: LossyStore) -> None:

@@ -548,39 +548,35 @@ class Keys:
 
         def attempt() -> KeyRecord:
             related = self.rotation_of(self.store.require(key_id))
-            changed = [change(record) for record in related]
-            writes = [new for new, old in zip(changed, related, strict=True) if new != old]
+            changes = [(record, change(record)) for record in related]
+            writes = [new for old, new in changes if new != old]
             if writes:
                 self._write(*writes, expected={record.key_id: record for record in related})
-            return changed[0]
+            return changes[0][1]
 
         return self._retrying(attempt)
 
     def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
         """``record``, then its successors, then its predecessors still in their grace
         period: the records whose tokens are the same credential's (what
-        :meth:`update` changes together)."""
-        related = [record]
-        seen = {record.key_id}
-        successor = record.replaced_by
-        while successor is not None and successor not in seen:
-            following = self.store.get(successor)
+        :meth:`update` changes together). Each link is followed once, so a store edited
+        into a loop of links cannot make it run forever."""
+        related = {record.key_id: record}
+        current = record
+        while current.replaced_by is not None and current.replaced_by not in related:
+            following = self.store.get(current.replaced_by)
             if following is None:
                 break
-            related.append(following)
-            seen.add(following.key_id)
-            successor = following.replaced_by
+            related[following.key_id] = current = following
         now = self.clock()
-        current, predecessor = record, record.replaces
-        while predecessor is not None and predecessor not in seen:
-            preceding = self.store.get(predecessor)
+        current = record
+        while current.replaces is not None and current.replaces not in related:
+            preceding = self.store.get(current.replaces)
             if (
                 preceding is None
                 or preceding.replaced_by != current.key_id
                 or preceding.refusal(now) is not None
             ):
                 break
-            related.append(preceding)
-            seen.add(preceding.key_id)
-            current, predecessor = preceding, preceding.replaces
-        return related
+            related[preceding.key_id] = current = preceding
+        return list(related.values())

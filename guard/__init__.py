@@ -15,10 +15,12 @@ from guard.errors import UnsupportedMediaType as UnsupportedMediaType
 from guard.extension import Guard as Guard
 from guard.integrations.docs_pages import DOCS_CSP as DOCS_CSP
 from guard.integrations.docs_pages import pin_inline_scripts as pin_inline_scripts
+from guard.keys.lifecycle import InvalidKeySettings as InvalidKeySettings
 from guard.keys.lifecycle import Keys as Keys
 from guard.keys.lifecycle import KeyStateError as KeyStateError
 from guard.keys.lifecycle import Reason as Reason
 from guard.keys.lifecycle import Verdict as Verdict
+from guard.keys.lifecycle import WriteUnconfirmed as WriteUnconfirmed
 from guard.keys.tokens import TokenCodec as TokenCodec
 from guard.observability.logs import RequestIdFilter as RequestIdFilter
 from guard.observability.signals import key_revoked as key_revoked

@@ -14,9 +14,29 @@ the `guard` command.
 
 from __future__ import annotations
 
+import functools
+import os
+import shlex
+import shutil
 import sys
 
-from guard.cli.commands import cli
+from guard.cli.commands import Operator, load_keys, rotate_due
+
+
+def as_typed() -> str:
+    """This script's command line as it can be typed again, for its usage line: the
+    interpreter (by name when that name finds it on PATH, else by path), then the script
+    as it was given."""
+    interpreter = sys.executable
+    found = shutil.which(os.path.basename(interpreter))
+    if found is not None and os.path.samefile(found, interpreter):
+        interpreter = os.path.basename(interpreter)
+    return shlex.join([interpreter, sys.argv[0]])
+
 
 if __name__ == "__main__":
-    cli(["keys", "rotate-due", *sys.argv[1:]], prog_name="rotate_keys.py")
+    # The command itself, not the `guard` group with its arguments prepended: its usage
+    # line then names this script alone, and works when typed.
+    rotate_due.main(
+        sys.argv[1:], prog_name=as_typed(), obj=Operator(functools.partial(load_keys, None))
+    )

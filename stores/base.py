@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from . import registry
 from .errors import Conflict, InvalidRecord, KeyNotFound
@@ -46,8 +46,14 @@ class KeyRecord:
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``), or
-        ``None`` if it is valid."""
-        if self.revoked_at is not None and self.revoked_at <= now:
+        ``None`` if it is valid.
+
+        A revocation is a state, not a schedule: a revoked key is refused whatever
+        ``revoked_at`` says, since that time is the revoking host's clock, which may be
+        ahead of this one. Expiry and the end of a grace period are schedules, judged
+        against ``now``.
+        """
+        if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
@@ -58,15 +64,30 @@ class KeyRecord:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping, leaving out fields at their defaults."""
         out: dict[str, Any] = {}
-        for name, (field, _) in _FIELDS.items():
+        for name, (field, _, _) in _FIELDS.items():
             value = getattr(self, field.name)
             if value != _default(field):
                 out[name] = list(value) if field.name == "scopes" else value
         return out
 
+    def __post_init__(self) -> None:
+        """Check every field by the rules :meth:`from_dict` reads with, so a record that a
+        store's reader would refuse cannot be built, let alone saved: whatever the guard
+        writes, on any path and in any store, reads back.
+
+        :raises InvalidRecord: naming the first field that is wrong and its rule.
+        """
+        for name, (field, check, rule) in _FIELDS.items():
+            value = getattr(self, field.name)
+            if field.name == "scopes":
+                # Held as a tuple, stored as a JSON list: checked in its stored form.
+                value = list(value) if isinstance(value, tuple) else None
+            if not check(value):
+                raise InvalidRecord(f"field {name!r} has an invalid value: {rule}")
+
     @classmethod
     def from_dict(cls, data: object) -> KeyRecord:
-        """Parse :meth:`to_dict` output, checking every type.
+        """Parse :meth:`to_dict` output, checking every type (in :meth:`__post_init__`).
 
         :raises InvalidRecord: naming the first field that is missing or wrong.
         """
@@ -76,15 +97,14 @@ class KeyRecord:
         if unknown:
             raise InvalidRecord(f"unknown field(s): {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
-        for name, (field, check) in _FIELDS.items():
+        for name, (field, _, _) in _FIELDS.items():
             if name not in data:
                 if _default(field) is _REQUIRED:
                     raise InvalidRecord(f"missing field {name!r}")
                 continue
             value = data[name]
-            if not check(value):
-                raise InvalidRecord(f"field {name!r} has an invalid value")
-            values[field.name] = tuple(value) if field.name == "scopes" else value
+            is_list = field.name == "scopes" and isinstance(value, list)
+            values[field.name] = tuple(value) if is_list else value
         return cls(**values)
 
 
@@ -130,27 +150,43 @@ def _is_metadata(value: object) -> bool:
     )
 
 
+_TEXT = "1 to 256 printable characters"
+_TIME = "seconds since the epoch, not negative"
+_OPTIONAL_TIME = f"absent, or {_TIME}"
+# Field -> (serialized name, check, the rule in words for the error).
 _CHECKS = {
-    "key_id": ("id", _is_text),
-    "name": ("name", _is_text),
-    "digest": ("digest", _is_digest),
-    "pepper_id": ("pepper", _is_text),
-    "created_at": ("created", _is_time),
-    "scopes": ("scopes", _is_texts),
-    "expires_at": ("expires", _optional(_is_time)),
-    "revoked_at": ("revoked", _optional(_is_time)),
-    "rate_limit": ("rate_limit", _optional(_is_text)),
-    "metadata": ("metadata", _is_metadata),
-    "replaces": ("replaces", _optional(_is_text)),
-    "replaced_by": ("replaced_by", _optional(_is_text)),
-    "grace_until": ("grace_until", _optional(_is_time)),
-    "imported": ("imported", lambda value: isinstance(value, bool)),
+    "key_id": ("id", _is_text, _TEXT),
+    "name": ("name", _is_text, f"a name is {_TEXT}"),
+    "digest": ("digest", _is_digest, "64 lowercase hexadecimal digits"),
+    "pepper_id": ("pepper", _is_text, _TEXT),
+    "created_at": ("created", _is_time, _TIME),
+    "scopes": ("scopes", _is_texts, f"each scope is {_TEXT}"),
+    "expires_at": ("expires", _optional(_is_time), _OPTIONAL_TIME),
+    "revoked_at": ("revoked", _optional(_is_time), _OPTIONAL_TIME),
+    "rate_limit": ("rate_limit", _optional(_is_text), f"absent, or {_TEXT}"),
+    "metadata": (
+        "metadata",
+        _is_metadata,
+        f"each metadata key is {_TEXT}, each value at most 1,024 characters",
+    ),
+    "replaces": ("replaces", _optional(_is_text), f"absent, or {_TEXT}"),
+    "replaced_by": ("replaced_by", _optional(_is_text), f"absent, or {_TEXT}"),
+    "grace_until": ("grace_until", _optional(_is_time), _OPTIONAL_TIME),
+    "imported": ("imported", lambda value: isinstance(value, bool), "true or false"),
 }
-# Serialized name -> (dataclass field, type check).
+# Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {
-    _CHECKS[field.name][0]: (field, _CHECKS[field.name][1])
+    name: (field, check, rule)
     for field in dataclasses.fields(KeyRecord)
+    for name, check, rule in [_CHECKS[field.name]]
 }
+
+
+class Listing(NamedTuple):
+    """What :meth:`KeyStore.listing` found: the records read, the records refused."""
+
+    records: list[KeyRecord]
+    unreadable: list[InvalidRecord]
 
 
 class KeyStore(abc.ABC):
@@ -195,6 +231,16 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def records(self) -> list[KeyRecord]:
         """Every record, in no particular order."""
+
+    def listing(self) -> Listing:
+        """Every record that can be read, and the error for each that cannot: for an
+        operator's view, where one unreadable record must hide none of the others (the
+        request path reads records one at a time, and refuses an unreadable one alone).
+
+        This default is :meth:`records`, with nothing unreadable: right for a store
+        whose records are all checked when it is built.
+        """
+        return Listing(self.records(), [])
 
     @abc.abstractmethod
     def save(

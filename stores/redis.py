@@ -39,7 +39,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from .base import KeyRecord, KeyStore
+from .base import KeyRecord, KeyStore, Listing
 from .cache import RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
 from .redis_acl import DenialLog, store_needs
@@ -269,16 +269,27 @@ class RedisStore(KeyStore):
         return None if key_id is None else self.get(key_id)
 
     def records(self) -> list[KeyRecord]:
+        listing = self.listing()
+        if listing.unreadable:
+            raise listing.unreadable[0]
+        return listing.records
+
+    def listing(self) -> Listing:
         with self._errors():
             # Replies are str: the client decodes them (checked in __init__).
             ids = sorted(cast("set[str]", self.client.smembers(f"{self.prefix}ids")))
             keys = [self._key(key_id) for key_id in ids]
             raws = cast("list[str | None]", self.client.mget(keys)) if ids else []
-        return [
-            record
-            for key_id, raw in zip(ids, raws, strict=True)
-            if (record := self._parse(raw, key_id)) is not None
-        ]
+        found = Listing([], [])
+        for key_id, raw in zip(ids, raws, strict=True):
+            try:
+                record = self._parse(raw, key_id)
+            except InvalidRecord as exc:
+                found.unreadable.append(exc)
+                continue
+            if record is not None:
+                found.records.append(record)
+        return found
 
     # -- writes ------------------------------------------------------------------------
 

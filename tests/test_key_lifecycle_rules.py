@@ -110,8 +110,8 @@ def test_without_a_time_the_clock_is_used() -> None:
 def test_an_imported_key_is_judged_at_the_time_given() -> None:
     keys = make(accept_imported=True)
     record = keys.import_secret("legacy", "b")
-    keys.revoke(record.key_id, now=keys.clock() + 100)
-    assert keys.verify("legacy", now=keys.clock() + 200).reason is Reason.REVOKED
+    keys.rotate(record.key_id, grace=100)
+    assert keys.verify("legacy", now=keys.clock() + 200).reason is Reason.ROTATED
     assert keys.verify("legacy").ok
 
 

@@ -7,7 +7,14 @@ import pytest
 
 import guard.keys.lifecycle
 from guard import Keys, KeyStateError, Reason, TokenCodec
-from stores import Conflict, KeyNotFound, KeyRecord, MemoryStore, StoreUnavailable
+from stores import (
+    Conflict,
+    InvalidRecord,
+    KeyNotFound,
+    KeyRecord,
+    MemoryStore,
+    StoreUnavailable,
+)
 from tests.conftest import Clock
 
 DAY = 86_400.0
@@ -356,12 +363,13 @@ def test_update_changes_scopes_limit_and_metadata_without_rotating(keys: Keys) -
     assert keys.update(record.key_id, rate_limit="").rate_limit is None
 
 
-def test_a_record_with_a_malformed_digest_is_refused_not_raised(
+def test_a_record_with_a_malformed_digest_cannot_be_built_so_none_is_saved(
     codec: TokenCodec, clock: Clock
 ) -> None:
     store = MemoryStore()
     keys = Keys(store, codec, clock=clock)
     token, record = keys.create("alice")
     for digest in ("é" * 64, "\udcff" * 64, "zz"):
-        store.save(dataclasses.replace(record, digest=digest))
-        assert keys.verify(token).reason is Reason.WRONG_SECRET
+        with pytest.raises(InvalidRecord, match="field 'digest' has an invalid value"):
+            dataclasses.replace(record, digest=digest)
+    assert keys.verify(token).ok

@@ -1,10 +1,12 @@
 """The operator's command line: ``guard keys ...``, also available as ``flask guard``.
 
 Exit codes a script can rely on: 0 on success; 1 with one line on stderr for an unknown
-key, an unreachable store, a read-only store, a store that keeps nothing, or a key in the
-wrong state; 2 for a usage error such as a bad duration. Only ``create`` and ``rotate``
-(and ``rotate-due``) ever print a token, and only once; secrets are read from standard
-input, never from arguments (which leak into shell history and ``ps``).
+key, an unreachable store (or a write it did not confirm), a read-only store, a store that
+keeps nothing, or a key in the wrong state, and from ``list`` and ``rotate-due`` after
+naming records the store holds but cannot read; 2 for a usage error such as a bad
+duration, or settings no store could read back (nothing is saved). Only ``create`` and
+``rotate`` (and ``rotate-due``) ever print a token, and only once; secrets are read from
+standard input, never from arguments (which leak into shell history and ``ps``).
 
 The store is, in this order: ``--store``; under ``flask guard``, the loaded app's own
 store; ``GUARD_STORE_URL``. Nothing is loaded (and no secret read) until a command
@@ -33,12 +35,13 @@ import stores
 from guard.config import GuardConfig
 from guard.durations import parse_duration
 from guard.errors import ConfigurationError
-from guard.keys.lifecycle import Keys, KeyStateError, Reason
+from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason, WriteUnconfirmed
 from stores import (
     Conflict,
     EnvStore,
     KeyNotFound,
     KeyRecord,
+    Listing,
     MemoryStore,
     ReadOnlyStore,
     StoreError,
@@ -146,13 +149,28 @@ def warn_if_environment_differs(
         )
 
 
+class BadSettings(click.ClickException):
+    """Settings no store could read back: one line, and exit code 2 like any usage error
+    (click's own usage errors print the usage too)."""
+
+    exit_code = 2
+
+
 @contextlib.contextmanager
 def operator_errors() -> Iterator[None]:
-    """One clear line and exit code 1 for the errors an operator can meet."""
+    """One clear line and exit code 1 for the errors an operator can meet (2 for bad
+    settings)."""
     try:
         yield
+    except InvalidKeySettings as exc:
+        raise BadSettings(str(exc)) from None
     except KeyNotFound as exc:
         raise click.ClickException(f"no key with id {exc.key_id}") from None
+    except WriteUnconfirmed as exc:
+        raise click.ClickException(
+            f"{exc}: run the command again (safe: it changes nothing twice, and a "
+            "revocation is published again)"
+        ) from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"the key store did not answer: {exc}") from None
     except Conflict as exc:
@@ -371,7 +389,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Issue a key and print its token, once."""
-    with op.writing(env_file) as keys:
+    with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.create(
             name,
             scopes=scopes or (),
@@ -397,7 +415,8 @@ def list_keys(
     """List keys (never a secret or a digest), optionally filtered."""
     keys = op.keys
     with operator_errors():
-        records = sorted(keys.store.records(), key=lambda r: r.created_at)
+        listing = keys.store.listing()
+        records = sorted(listing.records, key=lambda r: r.created_at)
         records = [
             r
             for r in records
@@ -408,12 +427,25 @@ def list_keys(
     rows = [row for row in rows if state is None or row["state"] == state]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    columns = ("id", "name", "state", "scopes", "created", "expires", "last_used")
-    table = [[cell(row[column]) for column in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
-    for line in [list(columns), *table]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    else:
+        columns = ("id", "name", "state", "scopes", "created", "expires", "last_used")
+        table = [[cell(row[column]) for column in columns] for row in rows]
+        widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+        for line in [list(columns), *table]:
+            click.echo("  ".join(c.ljust(width) for c, width in zip(line, widths, strict=True)))
+    report_unreadable(listing)
+
+
+def report_unreadable(listing: Listing) -> None:
+    """Name each record the store holds but cannot read, after the work done with the
+    others, and exit 1: one bad record never hides the rest, nor goes unnoticed."""
+    for error in listing.unreadable:
+        click.echo(f"unreadable: {error}", err=True)
+    if listing.unreadable:
+        raise click.ClickException(
+            f"{plural(len(listing.unreadable), 'record')} could not be read (named above): "
+            "fix or delete them in the store"
+        )
 
 
 @keys.command()
@@ -442,7 +474,7 @@ def show(op: Operator, key_id: str, as_json: bool) -> None:
 @click.pass_obj
 def rotate(op: Operator, key_id: str, grace: float, env_file: Path | None, as_json: bool) -> None:
     """Issue a successor (same name, scopes and limit); the old key lapses after --grace."""
-    with op.writing(env_file) as keys:
+    with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.rotate(key_id, grace=grace)
     print_token(token, record, as_json)
 
@@ -476,7 +508,8 @@ def update(
     """Change a key's scopes, rate limit or metadata without rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
-    default; --metadata KEY=VALUE sets one entry and KEY= removes it.
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it. A key in a rotation
+    changes with its successor and a predecessor still in its grace period.
     """
     if scopes is None and rate_limit is None and not metadata:
         raise click.UsageError("give --scopes, --rate-limit or --metadata")
@@ -484,7 +517,9 @@ def update(
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
         record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
         row = describe(record, keys)
-    emit(as_json, row, f"updated {record.key_id} ({record.name})", err=True)
+        others = [other.key_id for other in keys.rotation_of(record)[1:]]
+    rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
+    emit(as_json, row, f"updated {record.key_id} ({record.name}){rotation}", err=True)
 
 
 @keys.command()
@@ -589,15 +624,18 @@ def rotate_due(
     if dry_run:
         keys = op.keys
         with operator_errors():
-            due = due_for_rotation(keys, max_age, pattern, keys.clock())
+            listing = keys.store.listing()
+        due = due_for_rotation(listing.records, max_age, pattern, keys.clock())
         for record in due:
             click.echo(f"would rotate {record.key_id} ({record.name})")
         click.echo(f"{plural(len(due), 'key')} due; nothing changed (dry run)", err=True)
+        report_unreadable(listing)
         return
     rotated = 0
     with op.writing(env_file) as keys:
         now = keys.clock()
-        due = due_for_rotation(keys, max_age, pattern, now)
+        listing = keys.store.listing()
+        due = due_for_rotation(listing.records, max_age, pattern, now)
         with token_sink(output) as write:
             for record in due:
                 try:
@@ -619,12 +657,13 @@ def rotate_due(
                     continue
                 rotated += 1
     click.echo(f"rotated {plural(rotated, 'key')}; old keys stay valid for {grace:.0f}s", err=True)
+    report_unreadable(listing)
 
 
 def due_for_rotation(
-    keys: Keys, max_age: float | None, pattern: str | None, now: float
+    found: list[KeyRecord], max_age: float | None, pattern: str | None, now: float
 ) -> list[KeyRecord]:
-    records = sorted(keys.store.records(), key=lambda r: r.created_at)
+    records = sorted(found, key=lambda r: r.created_at)
     # A successor whose predecessor is still in its grace period is mid-rotation:
     # rotating it again (say, on a re-run after a crash) would strand its clients.
     in_flight = {
@@ -659,6 +698,23 @@ def token_sink(output: Path | None) -> Iterator[Callable[[dict[str, Any]], None]
             os.fsync(handle.fileno())
 
         yield write
+
+
+@contextlib.contextmanager
+def token_kept(as_json: bool) -> Iterator[None]:
+    """Around a write that issues a token: if the store did not confirm the write, the
+    token is printed all the same (it works if the write applied, and is then never
+    shown again), and the command fails saying how to tell."""
+    try:
+        yield
+    except WriteUnconfirmed as exc:
+        if exc.token is None or exc.record is None:
+            raise
+        print_token(exc.token, exc.record, as_json)
+        raise click.ClickException(
+            f"{exc}: the token printed is key {exc.record.key_id}'s and works only if the "
+            f"change was saved; `guard keys show {exc.record.key_id}` tells"
+        ) from None
 
 
 def print_token(token: str, record: KeyRecord, as_json: bool) -> None:

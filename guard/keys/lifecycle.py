@@ -7,13 +7,14 @@ tests never patch the clock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple, TypeVar
 
 import stores
@@ -76,6 +77,41 @@ class Verdict(NamedTuple):
 
 class KeyStateError(ValueError):
     """A lifecycle operation does not apply to the key in its current state."""
+
+
+class InvalidKeySettings(ValueError):
+    """A key's name, scopes, limit or metadata break the rules every store reads records
+    by (:class:`~stores.KeyRecord`): nothing was saved, since the record could never be
+    read back (its token would never work, and a list of keys would stop at it)."""
+
+
+class WriteUnconfirmed(StoreUnavailable):
+    """The store did not answer a write, nor the check of whether it applied: the change
+    may or may not be saved. Running the command again is safe (every write is a
+    compare-and-set, and a repeated revocation publishes again).
+
+    :ivar token: for a key issued by the write (create, rotate), its token, so that it is
+        not lost if the write did apply; never in the message, so a traceback or a log
+        line never shows it.
+    :ivar record: the record the token belongs to.
+    """
+
+    def __init__(
+        self, message: str, *, token: str | None = None, record: KeyRecord | None = None
+    ) -> None:
+        super().__init__(message)
+        self.token = token
+        self.record = record
+
+
+@contextlib.contextmanager
+def _settings_checked() -> Iterator[None]:
+    """Around building a record from an operator's settings: the record's own checks
+    (the readers' rules) refusing it are bad settings, not a bad store."""
+    try:
+        yield
+    except InvalidRecord as exc:
+        raise InvalidKeySettings(f"not saved: {exc}") from None
 
 
 class _Remembered(NamedTuple):
@@ -272,6 +308,45 @@ class Keys:
                 continue
         return change()
 
+    def _write(
+        self,
+        *records: KeyRecord,
+        expected: Mapping[str, KeyRecord | None],
+        token: str | None = None,
+    ) -> None:
+        """Save ``records`` by compare-and-set against ``expected``, and know the outcome.
+
+        A store that did not answer may still have applied the write (the reply was lost
+        after it ran). The write is then sent again expecting the records as written: a
+        no-op that confirms it applied and, on Redis, publishes the invalidation the lost
+        reply skipped; if they are not there, expecting what was read, as the first time.
+        Every attempt is a compare-and-set, so a first write arriving late can never apply
+        twice nor over another change.
+
+        :raises WriteUnconfirmed: if the store does not answer the check either.
+        :raises stores.Conflict: if the records are neither as read nor as written.
+        """
+        try:
+            self.store.save(*records, expected=expected)
+            return
+        except StoreUnavailable:
+            pass  # the outcome is read back below
+        written = {record.key_id: record for record in records}
+        # Written, read, written: the last in case the first write applied in between.
+        for guess in (written, expected, written):
+            try:
+                self.store.save(*records, expected=guess)
+                return
+            except Conflict:
+                continue
+            except StoreUnavailable as exc:
+                raise WriteUnconfirmed(
+                    f"the key store did not confirm the change ({exc}): it may or may not be saved",
+                    token=token,
+                    record=records[0],
+                ) from exc
+        raise Conflict(sorted(written))
+
     def create(
         self,
         name: str,
@@ -282,24 +357,29 @@ class Keys:
         metadata: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
-        """Issue and store a new key; the token is returned here and never again."""
+        """Issue and store a new key; the token is returned here and never again.
+
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
+        :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
+        """
         now = self.clock() if now is None else now
         key_id = self.codec.new_key_id()
         token, digest, pepper_id = self.codec.issue(key_id)
-        record = KeyRecord(
-            key_id=key_id,
-            name=name,
-            digest=digest,
-            pepper_id=pepper_id,
-            created_at=now,
-            scopes=tuple(scopes),
-            expires_at=None if expires_in is None else now + expires_in,
-            rate_limit=rate_limit,
-            metadata=dict(metadata or {}),
-        )
+        with _settings_checked():
+            record = KeyRecord(
+                key_id=key_id,
+                name=name,
+                digest=digest,
+                pepper_id=pepper_id,
+                created_at=now,
+                scopes=tuple(scopes),
+                expires_at=None if expires_in is None else now + expires_in,
+                rate_limit=rate_limit,
+                metadata=dict(metadata or {}),
+            )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
-        self.store.save(record, expected={key_id: None})
+        self._write(record, expected={key_id: None}, token=token)
         return token, record
 
     def import_secret(
@@ -316,6 +396,7 @@ class Keys:
 
         :raises ValueError: for a secret no client could send as a Bearer token (outside
             RFC 6750's b64token, or longer than :data:`MAX_TOKEN_LENGTH`).
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
         if len(secret) > MAX_TOKEN_LENGTH or B64TOKEN.fullmatch(secret) is None:
             raise ValueError(
@@ -324,18 +405,19 @@ class Keys:
                 "Bearer token"
             )
         digest, pepper_id = self.codec.digest(secret)
-        record = KeyRecord(
-            key_id=self.codec.new_key_id(),
-            name=name,
-            digest=digest,
-            pepper_id=pepper_id,
-            created_at=self.clock() if now is None else now,
-            scopes=tuple(scopes),
-            rate_limit=rate_limit,
-            metadata=dict(metadata or {}),
-            imported=True,
-        )
-        self.store.save(record, expected={record.key_id: None})
+        with _settings_checked():
+            record = KeyRecord(
+                key_id=self.codec.new_key_id(),
+                name=name,
+                digest=digest,
+                pepper_id=pepper_id,
+                created_at=self.clock() if now is None else now,
+                scopes=tuple(scopes),
+                rate_limit=rate_limit,
+                metadata=dict(metadata or {}),
+                imported=True,
+            )
+        self._write(record, expected={record.key_id: None})
         return record
 
     def rotate(
@@ -346,11 +428,13 @@ class Keys:
 
         :raises KeyStateError: if the key is revoked, expired or already rotated (also
             when that happened while this rotation was being prepared).
+        :raises WriteUnconfirmed: carrying the successor's token, if the store did not
+            confirm the rotation.
         """
 
         def attempt() -> tuple[str, KeyRecord]:
             token, new, old = self.prepare_rotation(key_id, grace=grace, now=now)
-            self.save_rotation(new, old)
+            self.save_rotation(new, old, token=token)
             return token, new
 
         return self._retrying(attempt)
@@ -385,33 +469,43 @@ class Keys:
         )
         return token, new, dataclasses.replace(old, replaced_by=new_id, grace_until=now + grace)
 
-    def save_rotation(self, new: KeyRecord, old: KeyRecord) -> None:
+    def save_rotation(self, new: KeyRecord, old: KeyRecord, *, token: str | None = None) -> None:
         """Write a rotation from :meth:`prepare_rotation`, only if the old key is still
         the record it was prepared from (not revoked, changed or rotated since).
 
+        :param token: the successor's, carried by :class:`WriteUnconfirmed` if raised.
         :raises stores.Conflict: if it changed; nothing is written.
+        :raises WriteUnconfirmed: if the store did not confirm the write.
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
-        self.store.save(new, old, expected={old.key_id: before, new.key_id: None})
+        self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
-        """Refuse ``key_id`` from ``now`` on (revoking twice keeps the first time).
+        """Refuse ``key_id`` from now on, in every process sharing the store.
+
+        ``revoked_at`` records when, by this host's clock; the key is refused whatever it
+        says (see :meth:`~stores.KeyRecord.refusal`). Revoking again keeps the earlier of
+        the stored time and ``now``, so a time written by a host whose clock ran ahead is
+        corrected, never kept. Every call saves, even when nothing changes, so that each
+        successful revocation publishes its invalidation: a retry after a revocation
+        whose publication was lost (a timeout) tells the workers.
 
         A compare-and-set on the record as read, retried on a concurrent change, so the
         revocation keeps every other change and no other write can undo it.
+
+        :raises WriteUnconfirmed: if the store did not confirm the revocation.
         """
 
         def attempt() -> KeyRecord:
             record = self.store.require(key_id)
-            if record.revoked_at is None:
-                revoked = dataclasses.replace(
-                    record, revoked_at=self.clock() if now is None else now
-                )
-                self.store.save(revoked, expected={key_id: record})
+            at = self.clock() if now is None else now
+            revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
+            revoked = dataclasses.replace(record, revoked_at=revoked_at)
+            self._write(revoked, expected={key_id: record})
+            if revoked != record:
                 signals.key_revoked.send(self, key=revoked)
-                return revoked
-            return record
+            return revoked
 
         return self._retrying(attempt)
 
@@ -425,27 +519,64 @@ class Keys:
     ) -> KeyRecord:
         """Change a key's scopes, rate limit or metadata without rotating it.
 
+        A key in a rotation is one credential with two tokens: the change applies to the
+        record named, to its successor, and to a predecessor still in its grace period,
+        all in one compare-and-set. So a scope taken away is taken from every token that
+        still works, and the successor does not bring back what the old key lost.
+
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :returns: the record named, as changed.
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
 
-        def attempt() -> KeyRecord:
-            record = self.store.require(key_id)
+        def change(record: KeyRecord) -> KeyRecord:
             merged = dict(record.metadata)
             for field, value in (metadata or {}).items():
                 if value is None:
                     merged.pop(field, None)
                 else:
                     merged[field] = value
-            changed = dataclasses.replace(
-                record,
-                scopes=record.scopes if scopes is None else tuple(scopes),
-                rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
-                metadata=merged,
-            )
-            if changed != record:
-                self.store.save(changed, expected={key_id: record})
-            return changed
+            with _settings_checked():
+                return dataclasses.replace(
+                    record,
+                    scopes=record.scopes if scopes is None else tuple(scopes),
+                    rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
+                    metadata=merged,
+                )
+
+        def attempt() -> KeyRecord:
+            related = self.rotation_of(self.store.require(key_id))
+            changes = [(record, change(record)) for record in related]
+            writes = [new for old, new in changes if new != old]
+            if writes:
+                self._write(*writes, expected={record.key_id: record for record in related})
+            return changes[0][1]
 
         return self._retrying(attempt)
+
+    def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
+        """``record``, then its successors, then its predecessors still in their grace
+        period: the records whose tokens are the same credential's (what
+        :meth:`update` changes together). Each link is followed once, so a store edited
+        into a loop of links cannot make it run forever."""
+        related = {record.key_id: record}
+        current = record
+        while current.replaced_by is not None and current.replaced_by not in related:
+            following = self.store.get(current.replaced_by)
+            if following is None:
+                break
+            related[following.key_id] = current = following
+        now = self.clock()
+        current = record
+        while current.replaces is not None and current.replaces not in related:
+            preceding = self.store.get(current.replaces)
+            if (
+                preceding is None
+                or preceding.replaced_by != current.key_id
+                or preceding.refusal(now) is not None
+            ):
+                break
+            related[preceding.key_id] = current = preceding
+        return list(related.values())

@@ -21,7 +21,7 @@ import redis
 
 from stores.redis import SAVE_SCRIPT, RedisStore
 from tests.conftest import Api
-from tests.integration.test_redis_server import cached, wait_until
+from tests.integration.shared_store import cached, wait_until
 from tests.redis_server import RedisServer
 from tests.test_cli import Shell
 

@@ -59,7 +59,10 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
 
 
 def test_bench_verify_and_timing_run() -> None:
-    assert "memory" in bench("verify", "--calls", "50")
+    table = bench("verify", "--calls", "50")
+    assert "memory" in table and "sqlite store, cache warm" in table
+    if os.environ.get("CI"):  # scripts/test installs PostgreSQL
+        assert "postgresql store, cache warm" in table
     assert bench("timing", "--calls", "50", "--rounds", "2")
 
 

@@ -48,7 +48,7 @@ def prepare(name: str, redis_url: str) -> tuple[dict[str, str], dict[str, str]]:
     env = {"BENCH_APP": name, "BENCH_REDIS_URL": redis_url}
     if name in ("bare", "floor"):
         return env, PROXY
-    if name.startswith("peer"):
+    if name.startswith("peer") or name == "limit":
         token = secrets.token_urlsafe(32)
         return {**env, "BENCH_TOKEN": token}, {**PROXY, "Authorization": f"Bearer {token}"}
     codec = TokenCodec([SECRET_KEY], [PEPPER])

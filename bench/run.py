@@ -4,8 +4,9 @@ process, interleaved round by round.
     python -m bench.run [--rounds 7] [--calls 2000] [--only guard,bare] [--redis-url URL]
 
 Each app's WSGI callable is called with the same authenticated GET, built before the
-timed loop. Prints the median µs per request, the ratio to bare Flask and to the floor
-(bare Flask plus one Redis round trip), Redis round trips per request counted on the
+timed loop. Prints the median µs per request, the ratio to bare Flask, to ``limit`` (the
+least work any guard with these features must do) and to the floor (bare Flask plus one
+Redis round trip), Redis round trips per request counted on the
 client, and Redis commands per request from the server's ``INFO commandstats``
 (commands a Lua script runs inside Redis count there but cost no round trip).
 Without ``--redis-url`` it starts a redis-server of its own on a free loopback port.
@@ -121,14 +122,16 @@ def run(names: list[str], redis_url: str, rounds: int, calls: int) -> None:
 
     median = {name: statistics.median(values) for name, values in micros.items()}
     base = median.get("bare")
+    limit = median.get("limit")
     floor_ = median.get("floor")
-    print("app".ljust(12), "µs/req".rjust(8), "x bare".rjust(7), "x floor".rjust(8), end=" ")
-    print("round trips".rjust(12), "commands".rjust(9))
+    print("app".ljust(12), "µs/req".rjust(8), "x bare".rjust(7), "x limit".rjust(8), end=" ")
+    print("x floor".rjust(8), "round trips".rjust(12), "commands".rjust(9))
     for name in apps:
         ratio = f"{median[name] / base:7.2f}" if base else "      -"
+        to_limit = f"{median[name] / limit:8.2f}" if limit else "       -"
         to_floor = f"{median[name] / floor_:8.2f}" if floor_ else "       -"
         print(
-            f"{name:<12} {median[name]:8.1f} {ratio} {to_floor} "
+            f"{name:<12} {median[name]:8.1f} {ratio} {to_limit} {to_floor} "
             f"{statistics.median(round_trips[name]):12.2f} {statistics.median(commands[name]):9.2f}"
         )
     print(f"({rounds} rounds of {calls} calls, interleaved; medians; environ copy subtracted)")
@@ -140,6 +143,8 @@ def run(names: list[str], redis_url: str, rounds: int, calls: int) -> None:
 TARGETS = (
     ("guard", "bare", 1.6, "memory store, every feature on (the single-pipeline goal)"),
     ("guard", "bare", 2.0, "memory store, every feature on (the security review's bound)"),
+    ("guard", "limit", 1.15, "memory store, vs the least work a guard must do (issue 22)"),
+    ("guard_redis", "limit", 1.25, "Redis store and limits, vs the same (issue 22)"),
     ("guard_redis", "floor", 1.0, "Redis store and limits, vs bare + one redis-py round trip"),
     ("guard_metrics", "guard", 1.1, "metrics on, vs off"),
 )

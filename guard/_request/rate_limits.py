@@ -8,7 +8,11 @@ structured fields, ``q``/``w`` and ``r``/``t``), which the usual libraries do no
 The guard calls the ``limits`` strategy directly instead of through Flask-Limiter's
 request hooks (which cost more than a bare Flask request). For the fixed window, the
 default, a hit on every limit of a key and the windows' expiries take one storage call:
-one call to the in-process counters, one Lua script on Redis.
+one call to the in-process counters, one Lua script on Redis. On one Redis server or a
+Sentinel service a key's requests are counted from quota leases its process took from
+those same counters (:mod:`guard._counting.leases`): never over any limit, and most
+requests wait for no round trip. A failed attempt is counted on Redis every time, as
+the throttle must see each one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import limits.strategies
 import redis
 
 from guard._counting import memory, redis_hits
+from guard._counting.leases import Leases
 from guard._counting.memory import WindowCounters
 from guard._counting.plan import (
     Hit,
@@ -124,6 +129,7 @@ class RateLimits:
         self.fail_open = fail_open
         self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
+        self._key_hit: Hit = self._lease_counter() or self._hit
         #: Whether a hit waits for a round trip (Redis), so sending it early pays.
         self.remote = isinstance(self.storage, limits.storage.RedisStorage)
 
@@ -153,6 +159,7 @@ class RateLimits:
         key's hit and a failed attempt both go through it, on every storage and strategy.
         """
         self._hit = wrap(self._hit)
+        self._key_hit = wrap(self._key_hit)
 
     def plan(self, text: str, counter: str, identifier: str) -> Plan:
         """The plan of ``identifier``'s hit under ``text`` (:func:`plan_for`), built once.
@@ -176,7 +183,7 @@ class RateLimits:
         when the storage failed)."""
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         try:
-            return self._hit(plan)
+            return self._key_hit(plan)
         except limits.errors.StorageError as exc:
             return failed(exc)
 
@@ -212,6 +219,19 @@ class RateLimits:
             if isinstance(self.storage, limits.storage.RedisStorage):
                 return redis_hits.counter(self.storage)
         return self._generic
+
+    def _lease_counter(self) -> Hit | None:
+        """A key's hits from leases, for the fixed window on one Redis server or a
+        Sentinel service (a Cluster keeps a key's windows in different slots, which one
+        script cannot lease together: there every request is counted on Redis)."""
+        if not isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
+            return None
+        if not isinstance(self.storage, limits.storage.RedisStorage):
+            return None
+        client = self.storage.get_connection()
+        if not isinstance(client, redis.Redis):
+            return None
+        return Leases(client, self.storage.base_exceptions).count
 
     def _generic(self, plan: Plan) -> Reply:
         windows = []

@@ -1,12 +1,16 @@
-"""Redis commands per request, counted by the real server: one for an authenticated
-request in steady state, none for a flood of forged tokens."""
+"""Redis round trips per request: an authenticated request spends its key's lease in
+process and waits for Redis only to take a new one (counted on the client), and a flood
+of forged tokens costs no command at all (counted by the real server)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
+import redis.connection
 
 from tests.conftest import Api
 
@@ -39,21 +43,81 @@ def redis_api(redis_url: str) -> Iterator[tuple[Api, redis.Redis]]:  # type: ign
     api.close()
 
 
-def test_an_authenticated_request_costs_one_round_trip_in_steady_state(
-    redis_api: tuple[Api, redis.Redis],  # type: ignore[type-arg]
+class RoundTrips:
+    """Round trips this process sends to Redis, counted on the client: every packed
+    command redis-py sends (a script call, a pipeline) is one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection: Any, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            send(connection, command, check_health)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    return RoundTrips(monkeypatch)
+
+
+def limited_api(redis_url: str, limit: str) -> Api:
+    return Api(
+        GUARD_STORE_URL=redis_url,
+        GUARD_RATELIMIT_STORAGE_URL=redis_url,
+        GUARD_STORE_CACHE_TTL=60,
+        GUARD_RATE_LIMIT=limit,
+        GUARD_FAILED_AUTH_LIMIT="1000000/minute",
+    )
+
+
+def test_a_key_at_a_tenth_of_its_limit_waits_for_redis_at_most_once_in_20_requests(
+    redis_url: str, round_trips: RoundTrips
 ) -> None:
-    api, client = redis_api
-    token = api.issue()
-    for _ in range(3):  # warm the record cache and the script cache
+    api = limited_api(redis_url, "1000/minute")
+    try:
+        token = api.issue()
+        # The record cache and the script cache warm up; the first lease is taken.
         assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-    before = commands(client)
-    for _ in range(50):
-        assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-    counted = delta(before, commands(client))
-    # One EVALSHA per request; commandstats also counts what the script runs inside
-    # Redis (INCRBY, PTTL), which costs no round trip.
-    assert counted.pop("cmdstat_evalsha") == 50
-    assert set(counted) <= {"cmdstat_incrby", "cmdstat_pttl", "cmdstat_expire"}, counted
+        before = round_trips.count
+        for _ in range(99):
+            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+        assert (round_trips.count - before) / 99 <= 0.05
+    finally:
+        api.close()
+
+
+def test_a_key_driven_past_its_limit_is_admitted_exactly_its_limit_in_few_round_trips(
+    redis_url: str, round_trips: RoundTrips
+) -> None:
+    api = limited_api(redis_url, "200/minute")
+    try:
+        token = api.issue()
+        before = round_trips.count
+        statuses = Counter(
+            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(400)
+        )
+        assert statuses == {200: 200, 429: 200}
+        # Leases shrink as the window fills; refusals once it is full cost none.
+        assert (round_trips.count - before) / 400 <= 0.2
+    finally:
+        api.close()
+
+
+def test_every_window_of_a_key_is_leased_together(redis_url: str) -> None:
+    api = limited_api(redis_url, "1000/minute;30/day")
+    try:
+        token = api.issue()
+        statuses = Counter(
+            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(60)
+        )
+        assert statuses == {200: 30, 429: 30}
+        refused = api.client.get("/orders", headers=api.bearer(token))
+        assert refused.headers["RateLimit"].endswith(f"r=0;t={refused.headers['Retry-After']}")
+    finally:
+        api.close()
 
 
 def test_a_flood_of_forged_tokens_costs_no_round_trip(

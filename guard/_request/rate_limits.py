@@ -130,8 +130,6 @@ class RateLimits:
         self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
         self._key_hit: Hit = self._lease_counter() or self._hit
-        #: Whether a hit waits for a round trip (Redis), so sending it early pays.
-        self.remote = isinstance(self.storage, limits.storage.RedisStorage)
 
     def storage_options(self) -> dict[str, Any]:
         """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
@@ -187,12 +185,11 @@ class RateLimits:
         except limits.errors.StorageError as exc:
             return failed(exc)
 
-    def enforce(self, state: RequestState, record: KeyRecord, sent: Reply | None = None) -> None:
-        """The rate-limit stage: count the request (or read the hit ``sent`` for it
-        earlier), refuse it (429) over any limit, or (503) when the storage failed and
-        limits fail closed."""
+    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+        """The rate-limit stage: count the request, refuse it (429) over any limit, or
+        (503) when the storage failed and limits fail closed."""
         try:
-            state.windows = (sent or self.send_key_hit(record))()
+            state.windows = self.send_key_hit(record)()
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())

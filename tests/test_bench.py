@@ -59,7 +59,10 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
         "guard_redis / limit",
         "guard_redis / floor",
         "guard_metrics / guard",
+        "guard_redis / guard",
+        "guard_redis round trips per request",
     ]
+    assert "0.000 (goal <= 0.05, met)" in goals[-1]
 
 
 def test_bench_verify_and_timing_run() -> None:

@@ -67,8 +67,8 @@ IDLE = 5.0
 #: Seconds between the background thread's looks for idle and ended leases.
 TICK = 0.5
 
-#: A job for the background thread.
-Job = Callable[[], None]
+#: A job for the background thread (what it returns is not used).
+Job = Callable[[], object]
 
 
 class _Lease:
@@ -159,13 +159,16 @@ class Leases:
         self,
         client: redis.Redis,
         base_exceptions: type[Exception] | tuple[type[Exception], ...],
-        *,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # A request waiting for a lease sends it on the connection its thread keeps
+        # (guard._counting.direct_script); the background thread's refills and
+        # give-backs are rare and off any request's path, so they go through redis-py's
+        # Script, a pool connection each time: that thread holds none while it waits.
         self._lease = DirectScript(client, LEASE_LUA)
-        self._give_back = DirectScript(client, GIVE_BACK_LUA)
+        self._refill_script = client.register_script(LEASE_LUA)
+        self._give_back = client.register_script(GIVE_BACK_LUA)
         self._errors = base_exceptions
-        self._clock = clock
+        self._clock = time.monotonic
         self._lock = threading.Lock()
         self._table: dict[str, _Lease] = {}
         self._jobs: queue.Queue[Job] = queue.Queue()
@@ -228,15 +231,11 @@ class Leases:
             held = list(self._table.items())
             self._table.clear()
         for _, lease in held:
-            self._return(lease)
+            if not self._return(lease):
+                return  # Redis is not answering: the rest would wait as long, in vain
 
     def _send(self, plan: Plan) -> Callable[[], Any]:
-        keys = [limit.key for limit in plan]
-        keys.append(plan[0].key + "/holders")
-        args: list[Any] = [_holder(), SHARE, HOLDERS_HORIZON]
-        for limit in plan:
-            args += (limit.expiry, limit.item.amount)
-        return self._lease.send(keys, args)
+        return self._lease.send(*_lease_call(plan))
 
     def _granted(
         self, name: str, plan: Plan, answer: Any, sent: float, *, spend: bool
@@ -286,7 +285,8 @@ class Leases:
     def _refill(self, name: str, plan: Plan) -> None:
         sent = self._clock()
         try:
-            self._granted(name, plan, self._send(plan)(), sent, spend=False)
+            keys, args = _lease_call(plan)
+            self._granted(name, plan, self._refill_script(keys, args), sent, spend=False)
         except Exception as exc:
             # The next request that finds the lease drained asks in its turn (and fails
             # closed there if Redis is still down).
@@ -296,20 +296,23 @@ class Leases:
                 if lease is not None:
                     lease.refilling = False
 
-    def _return(self, lease: _Lease) -> None:
-        """Give ``lease``'s unspent units back (it is out of the table already)."""
+    def _return(self, lease: _Lease) -> bool:
+        """Give ``lease``'s unspent units back (it is out of the table already); whether
+        Redis answered."""
         plan = lease.plan
         if lease.units <= 0:
-            return
+            return True
         keys = [limit.key for limit in plan]
         args: list[Any] = []
         for end in lease.ends:
             args += (lease.units, end)
         try:
-            self._give_back.run(keys, args)
+            self._give_back(keys, args)
         except Exception as exc:
             # Units not given back are only unused: the window admits less, never more.
             logger.warning("guard: giving back a rate-limit lease failed: %r", exc)
+            return False
+        return True
 
     def _sweep(self) -> None:
         """Take ended and idle leases out of the table, giving their units back. An
@@ -374,6 +377,16 @@ def _work(ref: weakref.ref[Leases]) -> None:
                     leases._thread = None
                     return
         del leases
+
+
+def _lease_call(plan: Plan) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of ``lua/lease.lua`` for ``plan``."""
+    keys = [limit.key for limit in plan]
+    keys.append(plan[0].key + "/holders")
+    args: list[Any] = [_holder(), SHARE, HOLDERS_HORIZON]
+    for limit in plan:
+        args += (limit.expiry, limit.item.amount)
+    return keys, args
 
 
 _HOST = socket.gethostname()

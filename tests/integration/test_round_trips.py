@@ -5,7 +5,7 @@ of forged tokens costs no command at all (counted by the real server)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,61 +63,63 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
     return RoundTrips(monkeypatch)
 
 
-def limited_api(redis_url: str, limit: str) -> Api:
-    return Api(
-        GUARD_STORE_URL=redis_url,
-        GUARD_RATELIMIT_STORAGE_URL=redis_url,
-        GUARD_STORE_CACHE_TTL=60,
-        GUARD_RATE_LIMIT=limit,
-        GUARD_FAILED_AUTH_LIMIT="1000000/minute",
+@pytest.fixture
+def limited(redis_url: str) -> Iterator[Callable[[str], Api]]:
+    """Makes an app on Redis whose keys have the limit given; closes them after."""
+    made: list[Api] = []
+
+    def make(limit: str) -> Api:
+        made.append(
+            Api(
+                GUARD_STORE_URL=redis_url,
+                GUARD_RATELIMIT_STORAGE_URL=redis_url,
+                GUARD_STORE_CACHE_TTL=60,
+                GUARD_RATE_LIMIT=limit,
+                GUARD_FAILED_AUTH_LIMIT="1000000/minute",
+            )
+        )
+        return made[-1]
+
+    yield make
+    for api in made:
+        api.close()
+
+
+def statuses(api: Api, token: str, count: int) -> Counter[int]:
+    return Counter(
+        api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(count)
     )
 
 
 def test_a_key_at_a_tenth_of_its_limit_waits_for_redis_at_most_once_in_20_requests(
-    redis_url: str, round_trips: RoundTrips
+    limited: Callable[[str], Api], round_trips: RoundTrips
 ) -> None:
-    api = limited_api(redis_url, "1000/minute")
-    try:
-        token = api.issue()
-        # The record cache and the script cache warm up; the first lease is taken.
-        assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-        before = round_trips.count
-        for _ in range(99):
-            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-        assert (round_trips.count - before) / 99 <= 0.05
-    finally:
-        api.close()
+    api = limited("1000/minute")
+    token = api.issue()
+    # The record cache and the script cache warm up; the first lease is taken.
+    assert statuses(api, token, 1) == {200: 1}
+    before = round_trips.count
+    assert statuses(api, token, 99) == {200: 99}
+    assert (round_trips.count - before) / 99 <= 0.05
 
 
 def test_a_key_driven_past_its_limit_is_admitted_exactly_its_limit_in_few_round_trips(
-    redis_url: str, round_trips: RoundTrips
+    limited: Callable[[str], Api], round_trips: RoundTrips
 ) -> None:
-    api = limited_api(redis_url, "200/minute")
-    try:
-        token = api.issue()
-        before = round_trips.count
-        statuses = Counter(
-            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(400)
-        )
-        assert statuses == {200: 200, 429: 200}
-        # Leases shrink as the window fills; refusals once it is full cost none.
-        assert (round_trips.count - before) / 400 <= 0.2
-    finally:
-        api.close()
+    api = limited("200/minute")
+    token = api.issue()
+    before = round_trips.count
+    assert statuses(api, token, 400) == {200: 200, 429: 200}
+    # Leases shrink as the window fills; refusals once it is full cost none.
+    assert (round_trips.count - before) / 400 <= 0.2
 
 
-def test_every_window_of_a_key_is_leased_together(redis_url: str) -> None:
-    api = limited_api(redis_url, "1000/minute;30/day")
-    try:
-        token = api.issue()
-        statuses = Counter(
-            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(60)
-        )
-        assert statuses == {200: 30, 429: 30}
-        refused = api.client.get("/orders", headers=api.bearer(token))
-        assert refused.headers["RateLimit"].endswith(f"r=0;t={refused.headers['Retry-After']}")
-    finally:
-        api.close()
+def test_every_window_of_a_key_is_leased_together(limited: Callable[[str], Api]) -> None:
+    api = limited("1000/minute;30/day")
+    token = api.issue()
+    assert statuses(api, token, 60) == {200: 30, 429: 30}
+    refused = api.client.get("/orders", headers=api.bearer(token))
+    assert refused.headers["RateLimit"].endswith(f"r=0;t={refused.headers['Retry-After']}")
 
 
 def test_a_flood_of_forged_tokens_costs_no_round_trip(

@@ -21,13 +21,12 @@ pytestmark = pytest.mark.redis
 
 REQUESTS = 600
 CLIENTS = 4
-#: Redis clients the served app may hold at its peak: a few per worker (store, listener,
-#: the thread refilling its quota leases) plus one per live thread (its limiter
-#: connection) and per request in flight, whatever the number of requests served: 600
-#: requests must not cost 600 connections.
-MAX_REDIS_CLIENTS = 22
-#: gthread keeps 2 x 4 threads alive, each holding its limiter connection for its life.
-MAX_REDIS_CLIENTS_GTHREAD = 28
+#: Redis clients the served app may hold at its peak: a few per worker (store, listener)
+#: plus one per live thread (its limiter lease) and per request in flight, whatever the
+#: number of requests served: 600 requests must not cost 600 connections.
+MAX_REDIS_CLIENTS = 20
+#: gthread keeps 2 x 4 threads alive, each holding its limiter lease for its life.
+MAX_REDIS_CLIENTS_GTHREAD = 26
 
 SERVERS: dict[str, Callable[..., Served]] = {
     "flask-run": lambda **settings: FlaskRun(**settings),

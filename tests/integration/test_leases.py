@@ -57,3 +57,23 @@ def test_an_idle_lease_goes_back_to_its_window(redis_url: str) -> None:
             time.sleep(0.2)
     finally:
         api.close()
+
+
+def test_a_revoked_key_spends_no_lease(redis_url: str) -> None:
+    # 5/minute in one process: every lease is one unit, so a unit spent shows at once.
+    api = Api(
+        GUARD_STORE_URL=redis_url,
+        GUARD_RATELIMIT_STORAGE_URL=redis_url,
+        GUARD_RATE_LIMIT="5/minute",
+    )
+    try:
+        with api.app.app_context():
+            token, record = api.guard.keys.create("revoked", scopes=["orders:read"])
+        assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+        with api.app.app_context():
+            api.guard.keys.revoke(record.key_id)
+        for _ in range(5):
+            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
+        assert remaining(redis_url, "5/minute", record.key_id) == 4
+    finally:
+        api.close()

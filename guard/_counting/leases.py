@@ -12,7 +12,8 @@ Guarantees:
 - **Never over the limit.** Every unit spent was granted by Redis out of a window's
   remainder and added to its counter first, and a unit is only spent before its window
   ends: the lease's deadline is the time the script was *sent* plus the time it said was
-  left, which is never later than the counter's own expiry.
+  left (less a clock drift of :data:`CLOCK_DRIFT`), never later than the counter's own
+  expiry.
 - **Close to the limit.** A grant is the remainder divided by ``k·W`` (:data:`SHARE`
   is k, W the processes that took a lease for the key within :data:`HOLDERS_HORIZON`),
   never below one unit: as a window fills, grants shrink to single units, so each of W
@@ -64,6 +65,9 @@ SHARE = 4
 HOLDERS_HORIZON = 10
 #: Seconds a lease may sit unspent before its units go back to the window.
 IDLE = 5.0
+#: How much faster Redis's clock may run than this process's: a lease's deadline comes
+#: this fraction of its window early.
+CLOCK_DRIFT = 0.001
 #: Seconds between the background thread's looks for idle and ended leases.
 TICK = 0.5
 
@@ -246,8 +250,9 @@ class Leases:
         grant, server_now = int(answer[0]), int(answer[1])
         counts = tuple(int(answer[2 + 2 * n]) for n in range(len(plan)))
         ttls = tuple(int(answer[3 + 2 * n]) for n in range(len(plan)))
-        # From when the script was sent: Redis counted the time left no earlier.
-        resets = tuple(sent + ttl / 1000 for ttl in ttls)
+        # From when the script was sent (Redis counted the time left no earlier), less
+        # what two clocks slewed by NTP (500 ppm each at most) can drift apart meanwhile.
+        resets = tuple(sent + ttl * (1 - CLOCK_DRIFT) / 1000 for ttl in ttls)
         ends = tuple(server_now + ttl for ttl in ttls)
         now = self._clock()
         stale = None

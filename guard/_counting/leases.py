@@ -52,7 +52,7 @@ import limits.errors
 import redis
 
 from guard._counting.direct_script import DirectScript
-from guard._counting.plan import Plan, Reply, Window
+from guard._counting.plan import Hit, Plan, Reply, Window
 
 logger = logging.getLogger("guard.errors")
 
@@ -177,12 +177,13 @@ class Leases:
         self._table: dict[str, _Lease] = {}
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._take: Hit = self._wait_for_lease
         _LIVE.add(self)
 
     def count(self, plan: Plan) -> Reply:
         """Count one request under every limit of ``plan``: from this process's lease
         when it has units, else after one round trip for a new one."""
-        name = plan[0].key if len(plan) == 1 else "\n".join(limit.key for limit in plan)
+        name = _name(plan)
         now = self._clock()
         windows: tuple[Window, ...] | None = None
         refill = False
@@ -205,6 +206,18 @@ class Leases:
                 self._submit(lambda: self._refill(name, plan))
             done = windows
             return lambda: done
+        return self._take(plan)
+
+    def observe(self, wrap: Callable[[Hit], Hit]) -> None:
+        """Put ``wrap`` around every request's wait for a lease (the round trips; the
+        metrics time and count them), not around the units spent in process."""
+        self._take = wrap(self._take)
+
+    def _wait_for_lease(self, plan: Plan) -> Reply:
+        """A request's own round trip for a lease of ``plan``'s windows: sent now, and
+        one unit spent (or the request refused) when its reply is read."""
+        name = _name(plan)
+        now = self._clock()
         try:
             read = self._send(plan)
         except self._errors as exc:
@@ -382,6 +395,11 @@ def _work(ref: weakref.ref[Leases]) -> None:
                     leases._thread = None
                     return
         del leases
+
+
+def _name(plan: Plan) -> str:
+    """The table's key for ``plan``'s windows."""
+    return plan[0].key if len(plan) == 1 else "\n".join(limit.key for limit in plan)
 
 
 def _lease_call(plan: Plan) -> tuple[list[str], list[Any]]:

@@ -129,7 +129,8 @@ class RateLimits:
         self.fail_open = fail_open
         self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
-        self._key_hit: Hit = self._lease_counter() or self._hit
+        self._leases = self._lease_table()
+        self._key_hit: Hit = self._hit if self._leases is None else self._leases.count
 
     def storage_options(self) -> dict[str, Any]:
         """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
@@ -154,10 +155,14 @@ class RateLimits:
 
     def observe(self, wrap: Callable[[Hit], Hit]) -> None:
         """Put ``wrap`` around every storage call (the metrics time and count them): a
-        key's hit and a failed attempt both go through it, on every storage and strategy.
+        key's hit and a failed attempt both go through it, on every storage and strategy;
+        with leases, a key's hit is a storage call only when it waits for a lease.
         """
         self._hit = wrap(self._hit)
-        self._key_hit = wrap(self._key_hit)
+        if self._leases is None:
+            self._key_hit = self._hit
+        else:
+            self._leases.observe(wrap)
 
     def plan(self, text: str, counter: str, identifier: str) -> Plan:
         """The plan of ``identifier``'s hit under ``text`` (:func:`plan_for`), built once.
@@ -217,7 +222,7 @@ class RateLimits:
                 return redis_hits.counter(self.storage)
         return self._generic
 
-    def _lease_counter(self) -> Hit | None:
+    def _lease_table(self) -> Leases | None:
         """A key's hits from leases, for the fixed window on one Redis server or a
         Sentinel service (a Cluster keeps a key's windows in different slots, which one
         script cannot lease together: there every request is counted on Redis)."""
@@ -228,7 +233,7 @@ class RateLimits:
         client = self.storage.get_connection()
         if not isinstance(client, redis.Redis):
             return None
-        return Leases(client, self.storage.base_exceptions).count
+        return Leases(client, self.storage.base_exceptions)
 
     def _generic(self, plan: Plan) -> Reply:
         windows = []

@@ -77,3 +77,24 @@ def test_a_revoked_key_spends_no_lease(redis_url: str) -> None:
         assert remaining(redis_url, "5/minute", record.key_id) == 4
     finally:
         api.close()
+
+
+def test_the_limiter_metric_times_the_waits_for_a_lease_not_the_units_spent(
+    redis_url: str,
+) -> None:
+    api = Api(
+        GUARD_STORE_URL=redis_url,
+        GUARD_RATELIMIT_STORAGE_URL=redis_url,
+        GUARD_RATE_LIMIT="1000/minute",
+        GUARD_METRICS=True,
+        GUARD_METRICS_PUBLIC=True,
+    )
+    try:
+        token = api.issue()
+        for _ in range(20):
+            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
+        metrics = api.client.get("/metrics").text
+    finally:
+        api.close()
+    # One lease of 250 units: the first request waited for it, the other 19 did not.
+    assert "\nguard_limiter_seconds_count 1.0\n" in metrics

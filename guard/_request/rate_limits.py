@@ -35,7 +35,6 @@ from guard._counting.plan import (
     Plan,
     Reply,
     Window,
-    failed,
     parse_limits,
     plan_for,
     seconds_until,
@@ -180,21 +179,13 @@ class RateLimits:
         self._plans.put(key, plan)
         return plan
 
-    def send_key_hit(self, record: KeyRecord) -> Reply:
-        """Count one request for ``record`` under each of its limits (or the default's):
-        sent now, its reply read by calling what this returns (``limits``' StorageError
-        when the storage failed)."""
+    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+        """The rate-limit stage: count the request under each of its key's limits (or the
+        default's), refuse it (429) over any limit, or (503) when the storage failed and
+        limits fail closed."""
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         try:
-            return self._key_hit(plan)
-        except limits.errors.StorageError as exc:
-            return failed(exc)
-
-    def enforce(self, state: RequestState, record: KeyRecord) -> None:
-        """The rate-limit stage: count the request, refuse it (429) over any limit, or
-        (503) when the storage failed and limits fail closed."""
-        try:
-            state.windows = self.send_key_hit(record)()
+            state.windows = self._key_hit(plan)()
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())

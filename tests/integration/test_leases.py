@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from stores import KeyRecord
 from tests.conftest import Api
 from tests.integration.test_leases_workers import remaining
 from tests.redis_server import RedisServer
@@ -36,65 +38,68 @@ def test_a_granted_lease_is_spent_through_an_outage_then_requests_are_refused_50
     assert statuses == [200] * admitted + [503] * (400 - admitted)
 
 
-def test_an_idle_lease_goes_back_to_its_window(redis_url: str) -> None:
-    api = Api(
-        GUARD_STORE_URL=redis_url,
-        GUARD_RATELIMIT_STORAGE_URL=redis_url,
-        GUARD_RATE_LIMIT="1000/minute",
-    )
-    try:
-        with api.app.app_context():
-            token, record = api.guard.keys.create("idle", scopes=["orders:read"])
-        key_id = record.key_id
-        statuses = Counter(
-            api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(10)
+@pytest.fixture
+def on_redis(redis_url: str) -> Iterator[Callable[..., Api]]:
+    """Makes an app with keys and limits on Redis, under the limit and settings given;
+    closes them after."""
+    made: list[Api] = []
+
+    def make(limit: str, **settings: object) -> Api:
+        made.append(
+            Api(
+                GUARD_STORE_URL=redis_url,
+                GUARD_RATELIMIT_STORAGE_URL=redis_url,
+                GUARD_RATE_LIMIT=limit,
+                **settings,
+            )
         )
-        assert statuses == {200: 10}
-        assert remaining(redis_url, "1000/minute", key_id) < 1000 - 10  # leased
-        deadline = time.monotonic() + 30
-        while remaining(redis_url, "1000/minute", key_id) != 1000 - 10:
-            assert time.monotonic() < deadline, "the idle lease was never given back"
-            time.sleep(0.2)
-    finally:
+        return made[-1]
+
+    yield make
+    for api in made:
         api.close()
 
 
-def test_a_revoked_key_spends_no_lease(redis_url: str) -> None:
-    # 5/minute in one process: every lease is one unit, so a unit spent shows at once.
-    api = Api(
-        GUARD_STORE_URL=redis_url,
-        GUARD_RATELIMIT_STORAGE_URL=redis_url,
-        GUARD_RATE_LIMIT="5/minute",
+def key(api: Api, name: str) -> tuple[str, KeyRecord]:
+    with api.app.app_context():
+        return api.guard.keys.create(name, scopes=["orders:read"])
+
+
+def gets(api: Api, token: str, count: int) -> Counter[int]:
+    return Counter(
+        api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(count)
     )
-    try:
-        with api.app.app_context():
-            token, record = api.guard.keys.create("revoked", scopes=["orders:read"])
-        assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-        with api.app.app_context():
-            api.guard.keys.revoke(record.key_id)
-        for _ in range(5):
-            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 401
-        assert remaining(redis_url, "5/minute", record.key_id) == 4
-    finally:
-        api.close()
+
+
+def test_an_idle_lease_goes_back_to_its_window(
+    redis_url: str, on_redis: Callable[..., Api]
+) -> None:
+    api = on_redis("1000/minute")
+    token, record = key(api, "idle")
+    assert gets(api, token, 10) == {200: 10}
+    assert remaining(redis_url, "1000/minute", record.key_id) < 1000 - 10  # leased
+    deadline = time.monotonic() + 30
+    while remaining(redis_url, "1000/minute", record.key_id) != 1000 - 10:
+        assert time.monotonic() < deadline, "the idle lease was never given back"
+        time.sleep(0.2)
+
+
+def test_a_revoked_key_spends_no_lease(redis_url: str, on_redis: Callable[..., Api]) -> None:
+    # 5/minute in one process: every lease is one unit, so a unit spent shows at once.
+    api = on_redis("5/minute")
+    token, record = key(api, "revoked")
+    assert gets(api, token, 1) == {200: 1}
+    with api.app.app_context():
+        api.guard.keys.revoke(record.key_id)
+    assert gets(api, token, 5) == {401: 5}
+    assert remaining(redis_url, "5/minute", record.key_id) == 4
 
 
 def test_the_limiter_metric_times_the_waits_for_a_lease_not_the_units_spent(
-    redis_url: str,
+    on_redis: Callable[..., Api],
 ) -> None:
-    api = Api(
-        GUARD_STORE_URL=redis_url,
-        GUARD_RATELIMIT_STORAGE_URL=redis_url,
-        GUARD_RATE_LIMIT="1000/minute",
-        GUARD_METRICS=True,
-        GUARD_METRICS_PUBLIC=True,
-    )
-    try:
-        token = api.issue()
-        for _ in range(20):
-            assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-        metrics = api.client.get("/metrics").text
-    finally:
-        api.close()
+    api = on_redis("1000/minute", GUARD_METRICS=True, GUARD_METRICS_PUBLIC=True)
+    token, _ = key(api, "timed")
+    assert gets(api, token, 20) == {200: 20}
     # One lease of 250 units: the first request waited for it, the other 19 did not.
-    assert "\nguard_limiter_seconds_count 1.0\n" in metrics
+    assert "\nguard_limiter_seconds_count 1.0\n" in api.client.get("/metrics").text

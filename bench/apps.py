@@ -1,6 +1,10 @@
 """The apps the benchmark compares, each serving ``GET /data`` with a small JSON object.
 
 - ``bare``: Flask alone.
+- ``limit``: the least work any guard with these features must do, around the same bare
+  app (``shared/reference/limit.md``): a dict lookup of an already verified token, a
+  request id, a fixed-window count in a dict, the constant and per-request headers, one
+  audit record through ``logging``. The yardstick the guard is read against.
 - ``floor``: Flask plus one redis-py ``PING`` per request: the floor for anything that
   needs Redis on every request.
 - ``peer``: the stack a careful team stitches by hand from the same libraries
@@ -22,8 +26,11 @@ import hmac
 import json
 import logging
 import os
+import random
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, g, jsonify, request
@@ -33,6 +40,9 @@ from flask_limiter import Limiter
 from flask_talisman import Talisman
 
 from guard import Guard
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 ORIGIN = "https://app.example"
 # Fixed benchmark values, not secrets of anything real.
@@ -60,6 +70,71 @@ def bare(redis_url: str) -> tuple[Flask, Headers]:
         return jsonify(items=[1, 2, 3], ok=True)
 
     return app, {}
+
+
+#: What the ``limit`` app adds to every response: the guard's constant headers.
+LIMIT_HEADERS = [
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Permissions-Policy", "browsing-topics=()"),
+    ("Access-Control-Allow-Origin", ORIGIN),
+    ("Vary", "Origin"),
+    ("Cache-Control", "no-store"),
+]
+
+
+def limit(redis_url: str) -> tuple[Flask, Headers]:
+    """The yardstick: only what the guard's features cannot do without, by hand."""
+    app, _ = bare(redis_url)
+    token = os.environ.get("BENCH_TOKEN") or secrets.token_urlsafe(32)
+    verified = {token: ("k1", "bench")}  # the verified-token memory at its best
+    amount, counts = 1_000_000, dict[tuple[str, int], int]()
+    log = quiet_logger("bench.limit.audit")
+    inner: WSGIApplication = app.wsgi_app
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        key_id, name = verified[header[7:]] if header.startswith("Bearer ") else ("", "")
+        request_id = random.randbytes(16).hex()  # noqa: S311 - unique, not secret
+        now = time.time()
+        window = (key_id, int(now // 60))
+        count = counts[window] = counts.get(window, 0) + 1
+        if count > amount:
+            raise RuntimeError("the benchmark's limit is never reached")
+        reset = 60 - int(now % 60)
+        status: list[str] = []
+
+        def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(code)
+            headers.extend(LIMIT_HEADERS)
+            headers.append(("X-Request-ID", request_id))
+            headers.append(("RateLimit-Policy", f'"key";q={amount};w=60'))
+            headers.append(("RateLimit", f'"key";r={amount - count};t={reset}'))
+            return start_response(code, headers, exc_info)
+
+        body = inner(environ, start)
+        fields = {
+            "ts": now,
+            "request_id": request_id,
+            "method": environ["REQUEST_METHOD"],
+            "path": environ["PATH_INFO"],
+            "status": int(status[0][:3]),
+            "outcome": "allowed",
+            "reason": "valid",
+            "key_id": key_id,
+            "key_name": name,
+            "client": environ.get("REMOTE_ADDR"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "latency_ms": (time.perf_counter() - started) * 1000,
+        }
+        log.info(json.dumps(fields, separators=(",", ":")), extra=fields)
+        return body
+
+    app.wsgi_app = guarded  # type: ignore[method-assign]
+    return app, {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
 
 
 def floor(redis_url: str) -> tuple[Flask, Headers]:
@@ -190,6 +265,7 @@ def guard_metrics(redis_url: str) -> tuple[Flask, Headers]:
 #: Name -> factory, in the order the table prints them.
 APPS: dict[str, Factory] = {
     "bare": bare,
+    "limit": limit,
     "floor": floor,
     "peer": peer,
     "peer_redis": peer_redis,

@@ -1,7 +1,7 @@
 """Requests per second under gunicorn on loopback, measured with wrk, interleaved.
 
     python -m bench.http [--rounds 7] [--duration 2] [--connections 16] [--workers 2]
-                         [--only a,b]
+                         [--only a,b] [--redis-delay-ms 1]
 
 Every app of ``bench.apps`` is served by its own gunicorn (sync workers) on a free
 loopback port, all at once; then round by round wrk loads each app in turn with its
@@ -14,6 +14,11 @@ Keys are made before the run and shared by every worker (an ``env://`` store sta
 for memory, where workers would each have their own). Requests carry
 ``X-Forwarded-Proto: https`` as from a TLS proxy, which the guard trusts through
 ``GUARD_TRUSTED_PROXIES=1``. Needs wrk (Debian: wrk).
+
+The ``scripts`` column is the Lua script calls Redis served per request (``EVALSHA``,
+from its ``INFO commandstats``): the round trips the rate limits cost, which quota leases
+keep near zero. With ``--redis-delay-ms`` the apps reach Redis through
+:mod:`bench.delay`, as from another host.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import redis
+
 from bench.apps import APPS, PEPPER, SECRET_KEY
+from bench.delay import DelayProxy
 from guard import Keys, TokenCodec
 from stores import MemoryStore, RedisStore
 from stores.env import render_records
@@ -41,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROXY = {"X-Forwarded-Proto": "https"}
 #: Each guard app beside the hand-stitched stack on the same storage.
 PEERS = {"guard": "peer", "guard_redis": "peer_redis"}
+#: The goals the issues set, as (app, reference, at least): the rate of ``app`` over that
+#: of ``reference``, a median of per-round ratios.
+TARGETS = (("guard_redis", "guard", 0.9, "Redis vs memory under gunicorn (issue 22)"),)
 
 
 def prepare(name: str, redis_url: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -48,7 +59,7 @@ def prepare(name: str, redis_url: str) -> tuple[dict[str, str], dict[str, str]]:
     env = {"BENCH_APP": name, "BENCH_REDIS_URL": redis_url}
     if name in ("bare", "floor"):
         return env, PROXY
-    if name.startswith("peer"):
+    if name.startswith("peer") or name == "limit":
         token = secrets.token_urlsafe(32)
         return {**env, "BENCH_TOKEN": token}, {**PROXY, "Authorization": f"Bearer {token}"}
     codec = TokenCodec([SECRET_KEY], [PEPPER])
@@ -103,8 +114,10 @@ def wait_for_200(url: str, headers: dict[str, str], process: subprocess.Popen[by
         time.sleep(0.1)
 
 
-def load(url: str, headers: dict[str, str], duration: int, connections: int) -> tuple[float, int]:
-    """Requests per second, and how many answers were not 2xx."""
+def load(
+    url: str, headers: dict[str, str], duration: int, connections: int
+) -> tuple[float, int, int]:
+    """Requests per second, how many answers were not 2xx, and how many were sent."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -113,8 +126,14 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
     ).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    assert rate is not None, output
-    return float(rate.group(1)), int(errors.group(1)) if errors else 0
+    sent = re.search(r"(\d+) requests in", output)
+    assert rate is not None and sent is not None, output
+    return float(rate.group(1)), int(errors.group(1)) if errors else 0, int(sent.group(1))
+
+
+def script_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def _ratio(values: list[float], base: list[float] | None) -> str:
@@ -131,19 +150,25 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="comma-separated app names")
+    parser.add_argument("--redis-delay-ms", type=float, help="round trip added to Redis's")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     names = args.only.split(",") if args.only else list(APPS)
     server = RedisServer()
     server.start()
+    admin = redis.Redis.from_url(server.url)
+    proxy = DelayProxy(server.url, args.redis_delay_ms) if args.redis_delay_ms else None
+    redis_url = proxy.url if proxy else server.url
     processes: list[subprocess.Popen[bytes]] = []
     rates: dict[str, list[float]] = {name: [] for name in names}
     errors = dict.fromkeys(names, 0)
+    scripts = dict.fromkeys(names, 0)
+    sent = dict.fromkeys(names, 0)
     try:
         targets: dict[str, tuple[str, dict[str, str]]] = {}
         for name in names:
-            env, headers = prepare(name, server.url)
+            env, headers = prepare(name, redis_url)
             process, url = serve(env, args.workers)
             processes.append(process)
             wait_for_200(url, headers, process)
@@ -153,7 +178,10 @@ def main() -> None:
             order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
             for name in order:
                 url, headers = targets[name]
-                rate, failed = load(url, headers, args.duration, args.connections)
+                before = script_calls(admin)
+                rate, failed, requests = load(url, headers, args.duration, args.connections)
+                scripts[name] += script_calls(admin) - before
+                sent[name] += requests
                 rates[name].append(rate)
                 errors[name] += failed
     finally:
@@ -161,15 +189,18 @@ def main() -> None:
             process.terminate()
         for process in processes:
             process.wait(15)
+        if proxy is not None:
+            proxy.close()
+        admin.close()
         server.close()
     print(f"{'app':<12} {'req/s':>9} {'x bare':>7} {'x peer':>7} {'min':>7} {'max':>7}", end="")
-    print(f" {'non-2xx':>8}")
+    print(f" {'non-2xx':>8} {'scripts':>8}")
     for name, values in rates.items():
         peer = PEERS.get(name, "")
         print(
             f"{name:<12} {statistics.median(values):9.0f} {_ratio(values, rates.get('bare'))} "
             f"{_ratio(values, rates.get(peer))} {min(values):7.0f} {max(values):7.0f} "
-            f"{errors[name]:8d}"
+            f"{errors[name]:8d} {scripts[name] / max(1, sent[name]):8.3f}"
         )
     print(
         f"(gunicorn, {args.workers} sync workers; wrk, {args.connections} connections; "
@@ -177,6 +208,12 @@ def main() -> None:
         "x peer (the hand-stitched stack on the same storage) are medians of per-round ratios; "
         "loopback)"
     )
+    for app, reference, goal, what in TARGETS:
+        if app in rates and reference in rates:
+            pairs = zip(rates[app], rates[reference], strict=True)
+            ratio = statistics.median(a / b for a, b in pairs)
+            verdict = "met" if ratio >= goal else "NOT met"
+            print(f"{app} / {reference}: {ratio:.2f} (goal >= {goal}, {verdict}): {what}")
 
 
 if __name__ == "__main__":

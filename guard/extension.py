@@ -117,8 +117,6 @@ class Guard:
             state.headers,
             state.cors,
             Report(app, metrics),
-            # Sending the key's hit early pays only where it waits for a round trip.
-            functools.partial(pipeline.start, state, app) if state.limits.remote else None,
         )
         if config.trusted_proxies:
             # Outside the guard, so every stage sees the forwarded address and scheme.

@@ -99,6 +99,18 @@ def limiter_needs(prefix: str = "LIMITS") -> list[Need]:
             Need("counting rate limits", (command, key, *args), key)
             for command, args in (("INCRBY", ("1",)), ("EXPIRE", ("1",)), ("PTTL", ()))
         ),
+        # The quota lease script (guard/_counting/lua/lease.lua): the clock, and the
+        # set of processes that took a lease for the key lately.
+        Need("quota leases", ("GET", key), key),
+        Need("quota leases", ("TIME",)),
+        *(
+            Need("quota leases", (command, key, *args), key)
+            for command, args in (
+                ("ZADD", ("0", "-")),
+                ("ZREMRANGEBYSCORE", ("-inf", "0")),
+                ("ZCARD", ()),
+            )
+        ),
     ]
 
 

@@ -39,6 +39,8 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
         "x",
         "bare",
         "x",
+        "limit",
+        "x",
         "floor",
         "round",
         "trips",
@@ -46,16 +48,21 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
     ]
     end = next(n for n, line in enumerate(table) if line.startswith("("))
     rows = {line.split()[0]: line.split() for line in table[1:end]}
-    assert set(rows) >= {"bare", "floor", "peer", "peer_redis", "guard", "guard_redis"}
-    assert rows["guard_redis"][4] == "1.00"  # one round trip per authenticated request
-    assert rows["guard"][4] == "0.00"
+    assert set(rows) >= {"bare", "limit", "floor", "peer", "peer_redis", "guard", "guard_redis"}
+    assert rows["guard_redis"][5] == "0.00"  # the key's lease is spent in process
+    assert rows["guard"][5] == "0.00"
     goals = [line for line in table[end + 1 :] if "(goal <=" in line]
     assert [line.split(":")[0] for line in goals] == [
         "guard / bare",
         "guard / bare",
+        "guard / limit",
+        "guard_redis / limit",
         "guard_redis / floor",
         "guard_metrics / guard",
+        "guard_redis / guard",
+        "guard_redis round trips per request",
     ]
+    assert "0.000 (goal <= 0.05, met)" in goals[-1]
 
 
 def test_bench_verify_and_timing_run() -> None:

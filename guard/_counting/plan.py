@@ -100,13 +100,6 @@ def plan_for(
     return tuple(plan)
 
 
-def failed(exc: limits.errors.StorageError) -> Reply:
-    def reply() -> tuple[Window, ...]:
-        raise exc
-
-    return reply
-
-
 def window(limit: Counted, count: int, reset_in: int) -> Window:
     amount = limit.item.amount
     return Window(

@@ -22,7 +22,7 @@ from guard.errors import (
     RateLimited,
     retry_later,
 )
-from guard.keys.lifecycle import Keys, Reason, Verdict
+from guard.keys.lifecycle import Keys, Reason
 from stores import KeyRecord
 
 #: ``Bearer`` (any case), one or more spaces, a b64token: nothing else is a credential.
@@ -79,17 +79,13 @@ class Authenticator:
         #: The ``WWW-Authenticate`` challenge every refusal starts with (RFC 6750).
         self.challenge = f'Bearer realm="{realm}"'
 
-    def authenticate(
-        self, state: RequestState, header: str | None, address: str, verdict: Verdict | None
-    ) -> KeyRecord:
-        """The request's key, or a refusal. ``verdict``: the token in ``header`` as the
-        pipeline's first step already verified it, if it did."""
+    def authenticate(self, state: RequestState, header: str | None, address: str) -> KeyRecord:
+        """The request's key, or a refusal."""
         client = self.throttle.client(address)
         blocked = self.throttle.blocked(client)
         if blocked is not None and self._guesses(header):
             refuse(state, RateLimited, "too_many_failed_attempts", retry_after([blocked]))
-        if verdict is None:
-            verdict = self.keys.verify(self._token(state, header))
+        verdict = self.keys.verify(self._token(state, header))
         state.key_id = verdict.key_id
         if verdict.reason is Reason.UNAVAILABLE:
             refuse(state, GuardUnavailable, verdict.reason.value, retry_later())

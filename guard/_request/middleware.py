@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from guard._request.cors import Cors
-from guard._request.pipeline import settle
 from guard._request.rate_limits import headers as ratelimit_headers
 from guard._request.security_headers import SecurityHeaders
 from guard._request.state import RUNNING, STATE, RequestState, request_id
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 #: Work done once the request is over, after its audit entry (metrics, signals), with
 #: the status the client got.
 Report = Callable[[RequestState, "WSGIEnvironment", int], None]
-#: The pipeline's first step, before the app runs (:func:`guard._request.pipeline.start`).
-Start = Callable[["WSGIEnvironment", RequestState], None]
 
 
 class GuardMiddleware:
@@ -44,13 +41,11 @@ class GuardMiddleware:
         headers: SecurityHeaders,
         cors: Cors,
         report: Report,
-        start: Start | None,
     ) -> None:
         self.app = app
         self.headers = headers
         self.cors = cors
         self.report = report
-        self.start = start
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         state = environ[STATE] = RequestState(request_id(environ.get("HTTP_X_REQUEST_ID")))
@@ -63,8 +58,6 @@ class GuardMiddleware:
         running = RUNNING.set(state)
         answered = False
         try:
-            if self.start is not None:
-                self.start(environ, state)
             body = self.app(environ, start)
             answered = True
         except BaseException as exc:
@@ -73,9 +66,6 @@ class GuardMiddleware:
             raise
         finally:
             RUNNING.reset(running)
-            if state.early is not None:
-                # Before the server reads a streamed body, which may talk to Redis itself.
-                settle(state)  # a hit sent early for a request the pipeline never reached
             if not answered or state.body_in_memory:
                 self._finish(state, environ)
         if state.body_in_memory:

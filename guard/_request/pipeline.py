@@ -17,14 +17,9 @@ Stages 3, 6 and 7 are the one place a view's policy is decided, before it runs: 
 wrappers the guard's decorators return only check that it was (see
 :mod:`guard._request.policy`).
 
-On Redis-backed limits one step comes first, :func:`start`: the WSGI layer calls it
-before Flask builds its request context, and for a request that will reach the
-rate-limit stage with a key it verifies the token and sends the key's hit, so that the
-round trip overlaps Flask's own request setup. A thread that waits for a reply with
-nothing to do sleeps, and waking it costs more than the round trip itself (measured on
-an idle machine: the Redis path took 150 µs more per request waited for than sent early).
-It decides nothing: the auth stage takes its verdict and the rate-limit stage reads its
-reply, in their order; whatever it sent is read before the view runs (:func:`settle`).
+One pass of the stages per request: on Redis a key's requests spend the lease its
+process holds (:mod:`guard._counting.leases`), so there is no round trip left to hide
+behind Flask's own request setup.
 
 Around the pipeline, the WSGI layer (:mod:`guard._request.middleware`) opens each request's state
 and request id, adds the security, CORS and rate-limit headers to every response, and
@@ -34,10 +29,8 @@ writes the audit entry once the body is done: as the app returns it when it is i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
 
 from flask import Flask, Request, Response, after_this_request, current_app, request
 from flask.typing import ResponseReturnValue
@@ -45,24 +38,16 @@ from werkzeug.exceptions import HTTPException
 
 from guard._request import https
 from guard._request import policy as scopes
-from guard._request.auth import (
-    Authenticator,
-    MalformedCredentials,
-    MissingCredentials,
-    bearer_token,
-)
+from guard._request.auth import Authenticator
 from guard._request.body import check_body
 from guard._request.cors import Cors
 from guard._request.rate_limits import RateLimits
 from guard._request.security_headers import SecurityHeaders
-from guard._request.state import RUNNING, STATE, Policy, RequestState, Started, refuse
+from guard._request.state import RUNNING, STATE, Policy, RequestState, refuse
 from guard.config import GuardConfig
 from guard.errors import GuardUnavailable, retry_later
 from guard.keys.lifecycle import Keys
 from stores.cache import BoundedCache
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
 
 logger = logging.getLogger("guard.errors")
 
@@ -98,56 +83,6 @@ class GuardState:
         return policy
 
 
-def start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestState) -> None:
-    """The first step, before Flask runs: verify the token and send the key's hit early,
-    for a request the stages will take to the rate-limit stage. Refuses and counts
-    nothing; an exempt view's request gets nothing started (no token is looked at).
-    Should it fail unexpectedly, the stages do the same work in their turn (and fail
-    closed there)."""
-    try:
-        _start(gs, app, environ, state)
-    except Exception:
-        logger.exception("guard: sending request %s's hit early failed", state.request_id)
-        settle(state)
-        state.early = None
-
-
-def _start(gs: GuardState, app: Flask, environ: WSGIEnvironment, state: RequestState) -> None:
-    if https.due(environ, gs.config.force_https):
-        return
-    if gs.cors.is_preflight(environ):
-        return
-    header = environ.get("HTTP_AUTHORIZATION")
-    if header is None or gs.auth.throttle.blocked(environ.get("REMOTE_ADDR") or "-"):
-        return
-    try:
-        token = bearer_token(header)
-    except (MissingCredentials, MalformedCredentials):
-        return
-    endpoint: str | None = None
-    with contextlib.suppress(HTTPException):
-        # The endpoint as Flask will route it, through its own public URL adapter.
-        adapter = app.create_url_adapter(app.request_class(environ))
-        if adapter is not None:
-            endpoint = str(adapter.match()[0])
-    if gs.policy(endpoint, app).exempt:
-        return
-    verdict = gs.keys.verify(token)
-    reply = gs.limits.send_key_hit(verdict.record) if verdict.ok and verdict.record else None
-    state.early = Started(header, verdict, reply)
-
-
-def settle(state: RequestState) -> None:
-    """Read a hit :func:`start` sent that no stage read (the request was answered
-    before the rate-limit stage): its reply must be read by this request, before the
-    view or anything else on this thread talks to Redis. The hit still counts."""
-    started = state.early
-    if started is not None and started.reply is not None:
-        reply, started.reply = started.reply, None
-        with contextlib.suppress(Exception):
-            reply()
-
-
 def run(gs: GuardState) -> ResponseReturnValue | None:
     """The stages, in order, for the current request.
 
@@ -169,9 +104,6 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     except Exception:
         logger.exception("guard stage failed; request %s refused with 503", state.request_id)
         refuse(state, GuardUnavailable, "guard_error", retry_later())
-    finally:
-        if state.early is not None:
-            settle(state)
 
 
 def _note_body(response: Response) -> Response:
@@ -210,14 +142,8 @@ def _stages(
         check_body(state, request, gs.config.max_content_length, policy.content_types or ())
         return None
     header = environ.get("HTTP_AUTHORIZATION")
-    started = state.early if state.early and state.early.header == header else None
-    key = gs.auth.authenticate(
-        state, header, environ.get("REMOTE_ADDR") or "-", started.verdict if started else None
-    )
-    sent = None
-    if started is not None:
-        sent, started.reply = started.reply, None
-    gs.limits.enforce(state, key, sent)
+    key = gs.auth.authenticate(state, header, environ.get("REMOTE_ADDR") or "-")
+    gs.limits.enforce(state, key)
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)
     if policy.scopes:

@@ -8,7 +8,11 @@ structured fields, ``q``/``w`` and ``r``/``t``), which the usual libraries do no
 The guard calls the ``limits`` strategy directly instead of through Flask-Limiter's
 request hooks (which cost more than a bare Flask request). For the fixed window, the
 default, a hit on every limit of a key and the windows' expiries take one storage call:
-one call to the in-process counters, one Lua script on Redis.
+one call to the in-process counters, one Lua script on Redis. On one Redis server or a
+Sentinel service a key's requests are counted from quota leases its process took from
+those same counters (:mod:`guard._counting.leases`): never over any limit, and most
+requests wait for no round trip. A failed attempt is counted on Redis every time, as
+the throttle must see each one.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import limits.strategies
 import redis
 
 from guard._counting import memory, redis_hits
+from guard._counting.leases import Leases
 from guard._counting.memory import WindowCounters
 from guard._counting.plan import (
     Hit,
     Plan,
     Reply,
     Window,
-    failed,
     parse_limits,
     plan_for,
     seconds_until,
@@ -138,8 +142,8 @@ class RateLimits:
         self.fail_open = fail_open
         self._plans: BoundedCache[tuple[str, str, str], Plan] = BoundedCache(PLAN_CACHE_SIZE)
         self._hit: Hit = self._counter()
-        #: Whether a hit waits for a round trip (Redis), so sending it early pays.
-        self.remote = isinstance(self.storage, limits.storage.RedisStorage)
+        self._leases = self._lease_table()
+        self._key_hit: Hit = self._hit if self._leases is None else self._leases.count
 
     def storage_options(self) -> dict[str, Any]:
         """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
@@ -167,9 +171,14 @@ class RateLimits:
 
     def observe(self, wrap: Callable[[Hit], Hit]) -> None:
         """Put ``wrap`` around every storage call (the metrics time and count them): a
-        key's hit and a failed attempt both go through it, on every storage and strategy.
+        key's hit and a failed attempt both go through it, on every storage and strategy;
+        with leases, a key's hit is a storage call only when it waits for a lease.
         """
         self._hit = wrap(self._hit)
+        if self._leases is None:
+            self._key_hit = self._hit
+        else:
+            self._leases.observe(wrap)
 
     def plan(self, text: str, counter: str, identifier: str) -> Plan:
         """The plan of ``identifier``'s hit under ``text`` (:func:`plan_for`), built once.
@@ -187,22 +196,13 @@ class RateLimits:
         self._plans.put(key, plan)
         return plan
 
-    def send_key_hit(self, record: KeyRecord) -> Reply:
-        """Count one request for ``record`` under each of its limits (or the default's):
-        sent now, its reply read by calling what this returns (``limits``' StorageError
-        when the storage failed)."""
+    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+        """The rate-limit stage: count the request under each of its key's limits (or the
+        default's), refuse it (429) over any limit, or (503) when the storage failed and
+        limits fail closed."""
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         try:
-            return self._hit(plan)
-        except limits.errors.StorageError as exc:
-            return failed(exc)
-
-    def enforce(self, state: RequestState, record: KeyRecord, sent: Reply | None = None) -> None:
-        """The rate-limit stage: count the request (or read the hit ``sent`` for it
-        earlier), refuse it (429) over any limit, or (503) when the storage failed and
-        limits fail closed."""
-        try:
-            state.windows = (sent or self.send_key_hit(record))()
+            state.windows = self._key_hit(plan)()
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
@@ -229,6 +229,19 @@ class RateLimits:
             if isinstance(self.storage, limits.storage.RedisStorage):
                 return redis_hits.counter(self.storage)
         return self._generic
+
+    def _lease_table(self) -> Leases | None:
+        """A key's hits from leases, for the fixed window on one Redis server or a
+        Sentinel service (a Cluster keeps a key's windows in different slots, which one
+        script cannot lease together: there every request is counted on Redis)."""
+        if not isinstance(self.strategy, limits.strategies.FixedWindowRateLimiter):
+            return None
+        if not isinstance(self.storage, limits.storage.RedisStorage):
+            return None
+        client = self.storage.get_connection()
+        if not isinstance(client, redis.Redis):
+            return None
+        return Leases(client, self.storage.base_exceptions)
 
     def _generic(self, plan: Plan) -> Reply:
         windows = []

@@ -20,9 +20,8 @@ from typing import NoReturn
 
 from flask import has_request_context, request
 
-from guard._counting.plan import Reply, Window
+from guard._counting.plan import Window
 from guard.errors import RequestRejected
-from guard.keys.lifecycle import Verdict
 from stores import KeyRecord
 
 #: Where the request's :class:`RequestState` lives in the WSGI environ.
@@ -58,16 +57,6 @@ PROTECTED = Policy()
 
 
 @dataclasses.dataclass(slots=True)
-class Started:
-    """What :func:`start` did for a request: the header it read, the token's verdict,
-    and the key's hit, sent and not read yet (``None`` once read)."""
-
-    header: str
-    verdict: Verdict
-    reply: Reply | None
-
-
-@dataclasses.dataclass(slots=True)
 class RequestState:
     request_id: str
     started: float = dataclasses.field(default_factory=time.perf_counter)
@@ -79,8 +68,6 @@ class RequestState:
     key_id: str | None = None
     outcome: str = "allowed"
     reason: str = "valid"
-    #: What the pipeline's first step did before Flask ran (:func:`guard._request.pipeline.start`).
-    early: Started | None = None
     #: Where the key stands in each of its rate-limit windows.
     windows: tuple[Window, ...] = ()
     #: The protocol headers of the guard's refusal (``WWW-Authenticate``,

@@ -23,8 +23,7 @@ def test_a_view_that_makes_its_own_request_reads_only_its_own_answers(redis_url:
 
 
 def test_an_exempt_view_sends_nothing_to_redis_for_its_token(redis_url: str) -> None:
-    # The first step, which sends a key's hit before Flask runs on Redis, must route the
-    # request as Flask will: an exempt view's token is never looked at.
+    # An exempt view's token is never looked at: no lookup, no lease, no hit.
     import redis
 
     api = Api(

@@ -133,7 +133,10 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.mark.parametrize(
     ("rule", "named"),
-    [("+get", "+get (reading key records)"), ("~LIMITS:*", "~LIMITS:* (counting rate limits)")],
+    [
+        ("+get", "+get (reading key records)"),
+        ("~LIMITS:*", "~LIMITS:* (counting rate limits; quota leases)"),
+    ],
 )
 def test_a_request_refused_for_a_permission_is_logged_once_with_its_cause(
     guard_user: tuple[redis.Redis, str], caplog: pytest.LogCaptureFixture, rule: str, named: str

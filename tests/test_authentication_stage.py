@@ -124,15 +124,22 @@ def test_requests_without_credentials_count_for_nothing() -> None:
 
 def test_failures_counted_in_the_shared_limiter_are_counted_per_address() -> None:
     api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
-    token = api.issue()
     sent = unknown(api)
     assert api.client.get("/orders", headers=sent).status_code == 401
     assert api.client.get("/orders", headers=sent, environ_base=OTHER).status_code == 401
-    # One failure each: neither address is over its limit of 2.
-    assert api.client.get("/orders", headers=api.bearer(token)).status_code == 200
-    assert (
-        api.client.get("/orders", headers=api.bearer(token), environ_base=OTHER).status_code == 200
-    )
+    # One failure each: neither address is over its limit of 2, so guesses are still read.
+    guess = api.bearer("a-guess")
+    assert api.client.get("/orders", headers=guess).status_code == 401
+    assert api.client.get("/orders", headers=guess, environ_base=OTHER).status_code == 401
+
+
+def test_a_blocked_client_without_credentials_is_told_to_authenticate() -> None:
+    api = Api(GUARD_FAILED_AUTH_LIMIT="1/minute")
+    api.client.get("/orders", headers=forged(api))
+    assert api.client.get("/orders", headers=forged(api)).status_code == 429
+    # No credentials is no guess: the answer says what is missing, not "wait".
+    assert api.client.get("/orders").status_code == 401
+    assert api.client.get("/orders", headers={"Authorization": "Bearer a b"}).status_code == 400
 
 
 def test_a_blocked_address_is_refused_with_its_reason_and_wait(

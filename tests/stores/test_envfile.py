@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stores import KeyRecord
 from stores.env import parse_records, render_records
-from stores.envfile import EnvFileError, env_line, read_variable, write_variable
+from stores.envfile import EnvFileError, env_line, locked, read_variable, write_variable
 from stores.testing import ALICE
 
 HOSTILE = [
@@ -132,3 +132,82 @@ def test_a_missing_file_or_line_has_no_value(tmp_path: Path) -> None:
     assert read_variable(tmp_path / ".env", "GUARD_KEYS") is None
     (tmp_path / ".env").write_text("OTHER=1\n")
     assert read_variable(tmp_path / ".env", "GUARD_KEYS") is None
+
+
+# -- the file the service loads, as the service needs it (review round 3, item 4) ------
+
+
+def test_a_symlinked_file_is_written_behind_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "conf" / "service.env"
+    real.parent.mkdir()
+    real.write_text("A=1\n")
+    link = tmp_path / ".env"
+    link.symlink_to(real)
+    with locked(link):
+        write_variable(link, "GUARD_KEYS", "[1]")
+    assert link.is_symlink() and real.read_text() == "A=1\nGUARD_KEYS='[1]'\n"
+    assert read_variable(link, "GUARD_KEYS") == "[1]"
+    assert (real.parent / "service.env.lock").exists()  # beside the file, for every path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the file to another user needs root")
+def test_a_rewritten_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=1\n")
+    os.chown(env_file, 65534, 65534)
+    write_variable(env_file, "GUARD_KEYS", "[1]")
+    after = env_file.stat()
+    assert (after.st_uid, after.st_gid) == (65534, 65534)
+    assert env_file.read_text() == "A=1\nGUARD_KEYS='[1]'\n"
+
+
+def test_a_file_of_this_user_keeps_its_owner(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=1\n")
+    write_variable(env_file, "GUARD_KEYS", "[1]")
+    after = env_file.stat()
+    assert (after.st_uid, after.st_gid) == (os.geteuid(), os.getegid())
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_not_created(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    (tmp_path / ".env.lock").symlink_to(victim)
+    with (
+        pytest.raises(
+            EnvFileError, match=r"\.env\.lock cannot be opened .*: it is a symbolic link"
+        ),
+        locked(tmp_path / ".env"),
+    ):
+        pass
+    assert not victim.exists()
+
+
+def test_a_lock_in_a_missing_directory_says_so(tmp_path: Path) -> None:
+    with (
+        pytest.raises(EnvFileError, match="No such file or directory"),
+        locked(tmp_path / "missing" / ".env"),
+    ):
+        pass
+
+
+def test_non_ascii_lines_of_other_variables_are_kept(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes("GREETING='grüß dich'\n".encode())
+    write_variable(env_file, "GUARD_KEYS", "[1]")
+    assert env_file.read_bytes() == "GREETING='grüß dich'\nGUARD_KEYS='[1]'\n".encode()
+    assert read_variable(env_file, "GUARD_KEYS") == "[1]"
+
+
+@pytest.mark.parametrize("blank", ["\t", "  "])
+def test_an_export_line_with_any_blank_is_read(tmp_path: Path, blank: str) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"export{blank}GUARD_KEYS='[1]'\n")
+    assert read_variable(env_file, "GUARD_KEYS") == "[1]"
+
+
+@pytest.mark.parametrize("line", ["GUARD_KEYS = '[]'", "declare -x GUARD_KEYS='[]'"])
+def test_a_line_in_another_form_is_refused(tmp_path: Path, line: str) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(line + "\n")
+    with pytest.raises(EnvFileError, match="GUARD_KEYS line is not in the form"):
+        read_variable(env_file, "GUARD_KEYS")

@@ -21,6 +21,7 @@ Each factory returns the app and the request headers that authenticate to it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
@@ -28,11 +29,14 @@ import logging
 import os
 import random
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis
+import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from flask_httpauth import HTTPTokenAuth
@@ -40,6 +44,7 @@ from flask_limiter import Limiter
 from flask_talisman import Talisman
 
 from guard import Guard
+from stores.sql import init_schema
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -221,7 +226,9 @@ def peer_redis(redis_url: str) -> tuple[Flask, Headers]:
     return _peer(redis_url)
 
 
-def _guard(redis_url: str | None, metrics: bool = False) -> tuple[Flask, Headers]:
+def _guard(
+    redis_url: str | None, metrics: bool = False, store_url: str | None = None
+) -> tuple[Flask, Headers]:
     app = Flask("guard_redis" if redis_url else "guard")
     app.config.update(
         GUARD_METRICS=metrics,
@@ -229,7 +236,7 @@ def _guard(redis_url: str | None, metrics: bool = False) -> tuple[Flask, Headers
         GUARD_PEPPER=PEPPER,
         GUARD_CORS_ORIGINS=ORIGIN,
         GUARD_RATE_LIMIT="1000000/minute",
-        GUARD_STORE_URL=redis_url or "memory://",
+        GUARD_STORE_URL=store_url or redis_url or "memory://",
         GUARD_RATELIMIT_STORAGE_URL=redis_url or "memory://",
         GUARD_STORE_CACHE_TTL=60,
     )
@@ -258,6 +265,18 @@ def guard_redis(redis_url: str) -> tuple[Flask, Headers]:
     return _guard(redis_url)
 
 
+def guard_sql(redis_url: str) -> tuple[Flask, Headers]:
+    """The guard on the SQL store (a SQLite file; limits in process): a warm verification
+    reads the process's cache, as on Redis, so no query is made per request."""
+    directory = tempfile.mkdtemp(prefix="bench-sql-")
+    atexit.register(shutil.rmtree, directory, True)
+    url = f"sqlite:///{directory}/keys.db"
+    engine = sa.create_engine(url)
+    init_schema(engine)
+    engine.dispose()
+    return _guard(None, store_url=url)
+
+
 def guard_metrics(redis_url: str) -> tuple[Flask, Headers]:
     return _guard(None, metrics=True)
 
@@ -272,4 +291,5 @@ APPS: dict[str, Factory] = {
     "guard": guard,
     "guard_redis": guard_redis,
     "guard_metrics": guard_metrics,
+    "guard_sql": guard_sql,
 }

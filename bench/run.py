@@ -165,6 +165,7 @@ TARGETS = (
     ("guard_redis", "limit", 1.25, "Redis store and limits, vs the same (issue 22)"),
     ("guard_redis", "floor", 1.0, "Redis store and limits, vs bare + one redis-py round trip"),
     ("guard_metrics", "guard", 1.1, "metrics on, vs off"),
+    ("guard_sql", "guard", 1.1, "SQL store (SQLite), warm: no query per request (issue 25)"),
     ("guard_redis", "guard", 1.3, "Redis vs memory (issue 22: with --redis-delay-ms 1)"),
 )
 

@@ -48,7 +48,10 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
     ]
     end = next(n for n, line in enumerate(table) if line.startswith("("))
     rows = {line.split()[0]: line.split() for line in table[1:end]}
-    assert set(rows) >= {"bare", "limit", "floor", "peer", "peer_redis", "guard", "guard_redis"}
+    assert set(rows) >= {
+        *("bare", "limit", "floor", "peer", "peer_redis", "guard", "guard_redis", "guard_sql")
+    }
+    assert rows["guard_sql"][6] == "0.00"  # no Redis: its store is a SQLite file
     assert rows["guard_redis"][5] == "0.00"  # the key's lease is spent in process
     assert rows["guard"][5] == "0.00"
     goals = [line for line in table[end + 1 :] if "(goal <=" in line]
@@ -59,6 +62,7 @@ def test_bench_run_prints_every_app_with_ratios_and_round_trips() -> None:
         "guard_redis / limit",
         "guard_redis / floor",
         "guard_metrics / guard",
+        "guard_sql / guard",
         "guard_redis / guard",
         "guard_redis round trips per request",
     ]

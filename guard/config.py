@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,15 @@ from stores import EnvStore, InvalidStoreURL
 PREFIX = "GUARD_"
 #: An exact origin: scheme, host name (letters, digits, dots, hyphens), optional port.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
+#: A header name of letters, digits and single hyphens: an underscore would reach the app
+#: as the same WSGI variable as a hyphen, and some servers drop such headers.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+#: Headers that mean something else to HTTP, the proxies or the guard: a token there
+#: would be logged, forwarded or overwritten by whoever handles that header.
+_RESERVED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "host", "content-type"}
+    | {"content-length", "x-request-id", "forwarded"}
+)
 #: Shortest accepted server secret or pepper, in characters.
 MIN_SECRET_LENGTH = 32
 
@@ -46,6 +56,9 @@ class GuardConfig:
     #: Seconds a cached key record may be used without hearing from the store.
     store_cache_ttl: float = 5.0
     accept_imported_keys: bool = False
+    #: Also accept the token alone in this request header (e.g. ``X-API-Key``), besides
+    #: ``Authorization: Bearer``; empty: only the latter. A request with both is refused.
+    api_key_header: str = ""
     #: The realm named in ``WWW-Authenticate``.
     realm: str = "api"
     #: Default per-key limit; a key's own ``rate_limit`` overrides it.
@@ -204,10 +217,29 @@ class GuardConfig:
             raise ConfigurationError("GUARD_READY_PATH must be a path starting with '/'")
         if not self.metrics_path.startswith("/"):
             raise ConfigurationError("GUARD_METRICS_PATH must be a path starting with '/'")
+        name = self.api_key_header.lower()
+        if name and (
+            _HEADER_NAME.fullmatch(name) is None
+            or name in _RESERVED_HEADERS
+            or name.startswith("x-forwarded-")
+        ):
+            raise ConfigurationError(
+                "GUARD_API_KEY_HEADER must be a header name of letters, digits and hyphens "
+                "such as X-API-Key, and not one HTTP, proxies or the guard already use "
+                f"(Authorization, Cookie, X-Forwarded-*...), not {self.api_key_header!r}"
+            )
         if self.store_timeout <= 0 or self.store_cache_ttl < 0:
             raise ConfigurationError(
                 "GUARD_STORE_TIMEOUT must be positive and GUARD_STORE_CACHE_TTL not negative"
             )
+
+    @functools.cached_property
+    def api_key_environ(self) -> str | None:
+        """The WSGI environ key of :attr:`api_key_header` (``HTTP_X_API_KEY``), or
+        ``None`` when it is not set: worked out once, read on every request."""
+        if not self.api_key_header:
+            return None
+        return "HTTP_" + self.api_key_header.upper().replace("-", "_")
 
     @property
     def secret_keys(self) -> tuple[str, ...]:

@@ -43,10 +43,13 @@ class KeyRecord:
     #: A legacy secret imported as it was: it carries no id or signature and can only be
     #: found by its digest.
     imported: bool = False
+    #: Turned off by an operator (``guard keys disable``): refused until enabled again,
+    #: with everything else kept. Absent from records written before it existed.
+    disabled: bool = False
 
     def refusal(self, now: float) -> str | None:
-        """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``), or
-        ``None`` if it is valid.
+        """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``,
+        ``disabled``), or ``None`` if it is valid.
 
         A revocation is a state, not a schedule: a revoked key is refused whatever
         ``revoked_at`` says, since that time is the revoking host's clock, which may be
@@ -59,6 +62,10 @@ class KeyRecord:
             return "expired"
         if self.grace_until is not None and self.grace_until <= now:
             return "rotated"
+        # Last: ``disabled`` names a key that enabling would make valid again, so a key
+        # that is also expired or rotated out says that instead.
+        if self.disabled:
+            return "disabled"
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +147,10 @@ def _optional(check: Any) -> Any:
     return lambda value: value is None or check(value)
 
 
+def _is_flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
 def _is_texts(value: object) -> bool:
     return isinstance(value, list) and all(_is_text(item) for item in value)
 
@@ -172,7 +183,8 @@ _CHECKS = {
     "replaces": ("replaces", _optional(_is_text), f"absent, or {_TEXT}"),
     "replaced_by": ("replaced_by", _optional(_is_text), f"absent, or {_TEXT}"),
     "grace_until": ("grace_until", _optional(_is_time), _OPTIONAL_TIME),
-    "imported": ("imported", lambda value: isinstance(value, bool), "true or false"),
+    "imported": ("imported", _is_flag, "true or false"),
+    "disabled": ("disabled", _is_flag, "true or false"),
 }
 # Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {

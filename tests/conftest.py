@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,20 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file holding the guard's table, empty."""
+    import sqlalchemy as sa
+
+    from stores.sql import init_schema
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    engine = sa.create_engine(url)
+    init_schema(engine)
+    engine.dispose()
+    return url
 
 
 class Api:

@@ -66,6 +66,11 @@ def test_using_the_guard_example(guard_environment: None) -> None:
     assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
+def test_the_api_key_header_example(guard_environment: None) -> None:
+    [example] = blocks("Settings", "python")
+    run_block(example)  # its asserts are the client's view
+
+
 def test_the_settings_table_gives_the_defaults_the_guard_has() -> None:
     text = README.read_text()
     start = text.index("\n## Settings\n")

@@ -1,5 +1,6 @@
-"""Authentication: the ``Authorization: Bearer`` header (RFC 6750), read strictly, and
-the key it names, with every failure counted against the client's address.
+"""Authentication: the ``Authorization: Bearer`` header (RFC 6750), or the API key header
+``GUARD_API_KEY_HEADER`` names, read strictly, and the key it names, with every failure
+counted against the client's address.
 
 A refusal names its cause to the audit trail only: the client sees one ``invalid_token``
 for every bad token, whatever was wrong with it.
@@ -22,11 +23,11 @@ from guard.errors import (
     RateLimited,
     retry_later,
 )
-from guard.keys.lifecycle import Keys, Reason
+from guard.keys.lifecycle import B64TOKEN, Keys, Reason
 from stores import KeyRecord
 
 #: ``Bearer`` (any case), one or more spaces, a b64token: nothing else is a credential.
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+_BEARER = re.compile(rf"[Bb][Ee][Aa][Rr][Ee][Rr] +({B64TOKEN.pattern})")
 #: Longer headers are refused before any parsing.
 MAX_HEADER_LENGTH = 4096
 
@@ -58,6 +59,30 @@ def bearer_token(header: str | None) -> str:
     raise MissingCredentials("unsupported_scheme")
 
 
+def request_token(authorization: str | None, api_key: str | None) -> str:
+    """The token a request carries: in its ``Authorization`` header, or alone in the API
+    key header (``api_key``, its value; ``None`` when that header is not configured or
+    not sent).
+
+    One credential per request: with both headers set the request is refused, whatever
+    the ``Authorization`` scheme, so no layer in front of the app (a proxy adding its own
+    credentials, say) and the guard can ever disagree on which one was checked.
+
+    :raises MissingCredentials: as :func:`bearer_token`, when no API key is sent.
+    :raises MalformedCredentials: as :func:`bearer_token`; for both headers at once; for
+        an API key that is not one b64token, or longer than :data:`MAX_HEADER_LENGTH`.
+    """
+    if api_key is None or not api_key.strip():
+        return bearer_token(authorization)
+    if authorization is not None and authorization.strip():
+        raise MalformedCredentials("two_credentials")
+    if len(api_key) > MAX_HEADER_LENGTH:
+        raise MalformedCredentials("header_too_long")
+    if B64TOKEN.fullmatch(api_key) is None:
+        raise MalformedCredentials("malformed_api_key")
+    return api_key
+
+
 class Authenticator:
     """Turns a request's credentials into its key, or refuses it.
 
@@ -79,13 +104,20 @@ class Authenticator:
         #: The ``WWW-Authenticate`` challenge every refusal starts with (RFC 6750).
         self.challenge = f'Bearer realm="{realm}"'
 
-    def authenticate(self, state: RequestState, header: str | None, address: str) -> KeyRecord:
-        """The request's key, or a refusal."""
+    def authenticate(
+        self, state: RequestState, header: str | None, address: str, api_key: str | None = None
+    ) -> KeyRecord:
+        """The request's key, or a refusal.
+
+        :param header: the ``Authorization`` header's value.
+        :param api_key: the API key header's value (see :func:`request_token`). Neither
+            value is kept, logged or put in the refusal.
+        """
         client = self.throttle.client(address)
         blocked = self.throttle.blocked(client)
-        if blocked is not None and self._guesses(header):
+        if blocked is not None and self._guesses(header, api_key):
             refuse(state, RateLimited, "too_many_failed_attempts", retry_after([blocked]))
-        verdict = self.keys.verify(self._token(state, header))
+        verdict = self.keys.verify(self._token(state, header, api_key))
         state.key_id = verdict.key_id
         if verdict.reason is Reason.UNAVAILABLE:
             refuse(state, GuardUnavailable, verdict.reason.value, retry_later())
@@ -97,9 +129,9 @@ class Authenticator:
         self.keys.note_use(verdict.record)
         return verdict.record
 
-    def _guesses(self, header: str | None) -> bool:
+    def _guesses(self, header: str | None, api_key: str | None) -> bool:
         try:
-            token = bearer_token(header)
+            token = request_token(header, api_key)
         except (MissingCredentials, MalformedCredentials):
             return False
         return not self.keys.codec.signed(token)
@@ -119,9 +151,9 @@ class Authenticator:
         if over is not None:
             self.throttle.block(client, over.reset_in)
 
-    def _token(self, state: RequestState, header: str | None) -> str:
+    def _token(self, state: RequestState, header: str | None, api_key: str | None) -> str:
         try:
-            return bearer_token(header)
+            return request_token(header, api_key)
         except MissingCredentials as exc:
             refuse(state, AuthenticationRequired, str(exc), [("WWW-Authenticate", self.challenge)])
         except MalformedCredentials as exc:

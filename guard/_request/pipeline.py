@@ -8,7 +8,7 @@ handlers::
     1  https       plain HTTP is redirected to HTTPS                  https.py
     2  cors        a preflight from an allowed origin is answered     cors.py
     3  policy      the view's policy; an exempt view skips 4, 5, 7    policy.py
-    4  auth        failed-attempt throttle, Bearer token, its key     auth.py
+    4  auth        failed-attempt throttle, token, its key            auth.py
     5  ratelimit   the key's limits                                   rate_limits.py
     6  body        size and content type                              body.py
     7  scopes      the key has every scope the view requires          policy.py
@@ -142,7 +142,9 @@ def _stages(
         check_body(state, request, gs.config.max_content_length, policy.content_types or ())
         return None
     header = environ.get("HTTP_AUTHORIZATION")
-    key = gs.auth.authenticate(state, header, environ.get("REMOTE_ADDR") or "-")
+    key_header = gs.config.api_key_environ
+    api_key = None if key_header is None else environ.get(key_header)
+    key = gs.auth.authenticate(state, header, environ.get("REMOTE_ADDR") or "-", api_key)
     gs.limits.enforce(state, key)
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)

@@ -362,6 +362,15 @@ def settings_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def key_change_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The arguments of a command that changes one key's state (revoke, disable, enable):
+    its id, --env-file and --json."""
+    options = (click.argument("key_id"), env_file_option, json_option, click.pass_obj)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -400,7 +409,7 @@ def create(
     print_token(token, record, as_json)
 
 
-STATES = ("active", "in grace period", "revoked", "expired", "rotated")
+STATES = ("active", "in grace period", "revoked", "expired", "rotated", "disabled")
 
 
 @keys.command("list")
@@ -480,16 +489,35 @@ def rotate(op: Operator, key_id: str, grace: float, env_file: Path | None, as_js
 
 
 @keys.command()
-@click.argument("key_id")
-@env_file_option
-@json_option
-@click.pass_obj
+@key_change_options
 def revoke(op: Operator, key_id: str, env_file: Path | None, as_json: bool) -> None:
     """Refuse a key from now on, in every worker sharing the store."""
     with op.writing(env_file) as keys:
         record = keys.revoke(key_id)
     row = {"id": record.key_id, "name": record.name, "revoked": when(record.revoked_at)}
     emit(as_json, row, f"revoked {record.key_id} ({record.name})", err=True)
+
+
+def switch_command(name: str, summary: str, *, on: bool) -> None:
+    """Register ``guard keys NAME ID``, which turns a key on or off (``Keys.enable`` /
+    ``Keys.disable``): one command body for both, so they report alike."""
+
+    @keys.command(name, help=summary)
+    @key_change_options
+    def command(op: Operator, key_id: str, env_file: Path | None, as_json: bool) -> None:
+        with op.writing(env_file) as keys:
+            record = keys.enable(key_id) if on else keys.disable(key_id)
+            row = describe(record, keys)
+        text = f"{name}d {record.key_id} ({record.name}): {row['state']}"
+        emit(as_json, row, text, err=True)
+
+
+switch_command(
+    "disable",
+    "Refuse a key until it is enabled again, in every worker, keeping all else.",
+    on=False,
+)
+switch_command("enable", "Accept a disabled key again (a revoked key stays revoked).", on=True)
 
 
 @keys.command()

@@ -6,8 +6,9 @@ all three ways an app builds its document: APIFlask builds a fresh ``APISpec`` w
 ``APISpec`` take the plugin before their paths are added. For each operation it finds the
 Flask endpoint the path and method route to and documents what the guard does there:
 
-- ``components.securitySchemes`` gets the guard's bearer scheme (``type: http``);
-- a protected operation requires it, with the scopes its view requires: in OpenAPI 3.1
+- ``components.securitySchemes`` gets the guard's bearer scheme (``type: http``) and,
+  with ``GUARD_API_KEY_HEADER`` set, its API key scheme (``type: apiKey`` in that header);
+- a protected operation requires one of them, with the scopes its view requires: in OpenAPI 3.1
   as the requirement's role list; in 3.0, where that list must be empty for ``http``
   schemes, in an ``x-required-scopes`` extension; and it documents the guard's refusals
   (400, 401, 403 where scopes apply, 413 and 415 where a body may come, 429, 503) with
@@ -49,6 +50,7 @@ __all__ = ["DOCS_CSP", "GuardPlugin", "document", "endpoint_for", "view_policy"]
 
 #: Names under ``components``; prefixed so they cannot collide with the app's own.
 SCHEME = "GuardBearer"
+API_KEY_SCHEME = "GuardApiKey"
 ERROR_SCHEMA = "GuardError"
 
 #: The framework endpoints that serve the OpenAPI document itself (APIFlask's
@@ -241,6 +243,7 @@ class GuardPlugin(BasePlugin):
             raise ConfigurationError("guard.openapi(): install the guard on the app first")
         self.app = app
         self.token_prefix: str = state.config.token_prefix
+        self.api_key_header: str = state.config.api_key_header
         self.scopes_in_requirement = True
 
     def init_spec(self, spec: APISpec) -> None:
@@ -254,6 +257,8 @@ class GuardPlugin(BasePlugin):
         self.scopes_in_requirement = version.minor >= 1
         components = spec.components
         components.security_scheme(SCHEME, self._scheme())
+        if self.api_key_header:
+            components.security_scheme(API_KEY_SCHEME, self._api_key_scheme())
         components.schema(ERROR_SCHEMA, _error_schema())
         for code, (name, kinds, headers) in _RESPONSES.items():
             components.response(name, _response(code, kinds, headers))
@@ -274,6 +279,18 @@ class GuardPlugin(BasePlugin):
             ),
         }
 
+    def _api_key_scheme(self) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": self.api_key_header,
+            "description": (
+                f"The same API key as {SCHEME}, sent alone as `{self.api_key_header}: "
+                f"{self.token_prefix}<key id>.<secret>.<signature>`. Send one of the two "
+                "headers: a request with both is refused (400)."
+            ),
+        }
+
     def operation_helper(
         self,
         path: str | None = None,
@@ -290,12 +307,19 @@ class GuardPlugin(BasePlugin):
             operation.setdefault("security", [])
             return
         scopes = sorted(rules.scopes)
-        requirement = {SCHEME: scopes if self.scopes_in_requirement else []}
+        roles = scopes if self.scopes_in_requirement else []
         if scopes and not self.scopes_in_requirement:
             operation["x-required-scopes"] = scopes
-        # The guard's key is required on top of any scheme the app documents itself.
-        alternatives = operation.get("security") or [{}]
-        operation["security"] = [{**alternative, **requirement} for alternative in alternatives]
+        # The guard's key, in either of its headers, is required on top of any scheme the
+        # app documents itself. The guard's own entries are set afresh, never added to,
+        # so that documenting an operation twice changes nothing.
+        guards = [SCHEME, API_KEY_SCHEME] if self.api_key_header else [SCHEME]
+        apps: list[dict[str, Any]] = []
+        for alternative in operation.get("security") or [{}]:
+            own = {k: v for k, v in alternative.items() if k not in (SCHEME, API_KEY_SCHEME)}
+            if own not in apps:
+                apps.append(own)
+        operation["security"] = [{**own, scheme: roles} for own in apps for scheme in guards]
         codes = ["400", "401", "429", "503"]
         if scopes:
             codes.append("403")

@@ -1,4 +1,4 @@
-"""Key lifecycle: create, verify, rotate, revoke and import, over any store.
+"""Key lifecycle: create, verify, rotate, revoke, disable and import, over any store.
 
 Shared by the request hook, the ``guard`` command and the scripts, so every path applies
 the same rules. Functions that depend on time take ``now`` (seconds since the epoch), so
@@ -57,6 +57,7 @@ class Reason(enum.Enum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     ROTATED = "rotated"
+    DISABLED = "disabled"
     UNAVAILABLE = "store_unavailable"
     #: The store holds a record for the key that cannot be read: refused like an
     #: invalid key, and audited, without making the whole store unavailable.
@@ -509,6 +510,35 @@ class Keys:
 
         return self._retrying(attempt)
 
+    def disable(self, key_id: str) -> KeyRecord:
+        """Refuse ``key_id`` until :meth:`enable`, in every process sharing the store,
+        keeping everything else about it (scopes, limits, expiry, rotation links).
+
+        A compare-and-set on the record as read, retried on a concurrent change. Every
+        call saves, even when the key is already disabled, so a retry after a lost reply
+        publishes the invalidation again (as :meth:`revoke` does).
+
+        :raises WriteUnconfirmed: if the store did not confirm the change.
+        """
+        return self._retrying(lambda: self._set_disabled(key_id, True))
+
+    def enable(self, key_id: str) -> KeyRecord:
+        """Accept ``key_id`` again after :meth:`disable`; whatever else refuses it (expiry,
+        the end of a grace period) still does.
+
+        :raises KeyStateError: if the key is revoked: a revocation is never undone.
+        :raises WriteUnconfirmed: if the store did not confirm the change.
+        """
+        return self._retrying(lambda: self._set_disabled(key_id, False))
+
+    def _set_disabled(self, key_id: str, disabled: bool) -> KeyRecord:
+        record = self.store.require(key_id)
+        if not disabled and record.revoked_at is not None:
+            raise KeyStateError(f"key {key_id} is revoked and cannot be enabled")
+        changed = dataclasses.replace(record, disabled=disabled)
+        self._write(changed, expected={key_id: record})
+        return changed
+
     def update(
         self,
         key_id: str,
@@ -572,10 +602,12 @@ class Keys:
         current = record
         while current.replaces is not None and current.replaces not in related:
             preceding = self.store.get(current.replaces)
+            # A disabled predecessor is still the same credential: it takes the change,
+            # so enabling it never brings back what its successor lost.
             if (
                 preceding is None
                 or preceding.replaced_by != current.key_id
-                or preceding.refusal(now) is not None
+                or preceding.refusal(now) not in (None, "disabled")
             ):
                 break
             related[preceding.key_id] = current = preceding

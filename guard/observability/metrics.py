@@ -69,6 +69,8 @@ KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
             "no_credentials",
             "unsupported_scheme",
             "malformed_bearer",
+            "malformed_api_key",
+            "two_credentials",
             "header_too_long",
             "too_many_failed_attempts",
             "insufficient_scope",

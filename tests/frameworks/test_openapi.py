@@ -93,9 +93,11 @@ class OrderIn(APIFlaskSchema):
     item = APIFlaskString(required=True)
 
 
-def apiflask_app(**openapi: Any) -> tuple[APIFlask, Guard]:
+def apiflask_app(
+    *, settings: dict[str, Any] | None = None, **openapi: Any
+) -> tuple[APIFlask, Guard]:
     app = APIFlask("shop")
-    app.config.update(LOCAL_CONFIG)
+    app.config.update(LOCAL_CONFIG, **(settings or {}))
     app.config["OPENAPI_VERSION"] = "3.1.0"  # the default only from APIFlask 3
     guard = Guard(app)
 
@@ -344,9 +346,9 @@ def test_smorest_api_documented_after_its_blueprints_is_refused_loudly() -> None
 # -- a plain Flask app with apispec ------------------------------------------------------
 
 
-def flask_app() -> tuple[Flask, Guard]:
+def flask_app(**settings: object) -> tuple[Flask, Guard]:
     app = Flask("plain")
-    app.config.update(LOCAL_CONFIG)
+    app.config.update(LOCAL_CONFIG, **settings)
     guard = Guard(app)
 
     @app.get("/orders")
@@ -436,6 +438,45 @@ def documented(app: Flask, guard: Guard, version: str = "3.1.0") -> dict[str, An
             if view.__doc__:
                 spec.path(view=view)
     return spec.to_dict()
+
+
+@pytest.mark.parametrize("version", ["3.0.3", "3.1.0"])
+def test_an_api_key_header_is_declared_as_an_alternative_apikey_scheme(version: str) -> None:
+    app, guard = flask_app(GUARD_API_KEY_HEADER="X-API-Key")
+    doc = documented(app, guard, version)
+    validate(doc)
+    check_scheme(doc)
+    scheme = doc["components"]["securitySchemes"]["GuardApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    roles = ["orders:list", "orders:read"] if version == "3.1.0" else []
+    get = doc["paths"]["/orders"]["get"]
+    assert get["security"] == [{"GuardBearer": roles}, {"GuardApiKey": roles}]
+    # Either header, each on top of the app's own scheme; exempt views still need none.
+    delete = doc["paths"]["/orders/{order_id}"]["delete"]
+    assert delete["security"] == [
+        {"Session": [], "GuardBearer": []},
+        {"Session": [], "GuardApiKey": []},
+    ]
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    # The scheme documents what the guard does: the header alone opens the operation.
+    with app.app_context():
+        token, _ = guard.keys.create("reader", scopes=["orders:read", "orders:list"])
+    assert app.test_client().get("/orders", headers={"X-API-Key": token}).status_code == 200
+
+
+def test_without_an_api_key_header_only_the_bearer_scheme_is_declared() -> None:
+    app, guard = flask_app()
+    doc = documented(app, guard)
+    assert list(doc["components"]["securitySchemes"]) == ["Session", "GuardBearer"]
+
+
+def test_documenting_twice_with_an_api_key_header_adds_no_alternative() -> None:
+    app, guard = apiflask_app(settings={"GUARD_API_KEY_HEADER": "X-API-Key"})
+    guard.openapi(app)
+    doc = app.test_client().get("/openapi.json").json
+    validate(doc)
+    get = doc["paths"]["/orders/{order_id}"]["get"]
+    assert get["security"] == [{"GuardBearer": ["orders:read"]}, {"GuardApiKey": ["orders:read"]}]
 
 
 def test_the_guards_real_refusals_match_the_document() -> None:

@@ -83,3 +83,13 @@ class SharedStoreContract(WritableStoreContract):
         Keys(connect(), codec).revoke(record.key_id)
         # The cache would keep the record for an hour: only the invalidation can refuse it.
         wait_until(lambda: worker.verify(token).reason is Reason.REVOKED, timeout=1.0)
+
+    def test_disabling_and_enabling_reach_another_worker_well_under_a_second(
+        self, connect: Connect, codec: TokenCodec
+    ) -> None:
+        _, worker, token, record = warm_worker(connect, codec, cache_ttl=3600)
+        operator = Keys(connect(), codec)
+        operator.disable(record.key_id)
+        wait_until(lambda: worker.verify(token).reason is Reason.DISABLED, timeout=1.0)
+        operator.enable(record.key_id)
+        wait_until(lambda: worker.verify(token).ok, timeout=1.0)

@@ -21,15 +21,6 @@ from tests.conftest import Api
 from tests.integration.shared_store import wait_until
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'keys.db'}"
-    engine = sa.create_engine(url)
-    init_schema(engine)
-    engine.dispose()
-    return url
-
-
 class TestSQLiteStore(WritableStoreContract):
     @pytest.fixture
     def make_store(self, sqlite_url: str) -> MakeStore:

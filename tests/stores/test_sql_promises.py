@@ -11,25 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from guard import Guard
-from stores.sql import init_schema
 from tests.conftest import BASE_CONFIG, LOCAL_CONFIG, Api
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'keys.db'}"
-    engine = sa.create_engine(url)
-    init_schema(engine)
-    engine.dispose()
-    return url
 
 
 def test_the_plugins_guard_token_issues_keys_on_the_sql_store(

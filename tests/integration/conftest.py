@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.postgres_server import PostgresServer
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,13 @@ def postgres_url(postgres_server: PostgresServer) -> str:
         postgres_server.start()
     postgres_server.reset()
     return postgres_server.url
+
+
+@pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """A redis-server of the test's own, for tests that count its clients: the session's
+    also holds other tests' lingering connections, which would be counted as the app's."""
+    server = RedisServer()
+    server.start()
+    yield server.url
+    server.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,21 +17,10 @@ from stores import RedisStore
 from tests.conftest import PEPPER, SECRET, Api
 from tests.gunicorn import Gunicorn, get
 from tests.integration.test_servers import PeakClients
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
 CAP = 8
-
-
-@pytest.fixture
-def own_redis_url() -> Iterator[str]:
-    # A server of the test's own: the session's also holds other tests' lingering
-    # connections, which the client count below would take for this worker's.
-    server = RedisServer()
-    server.start()
-    yield server.url
-    server.close()
 
 
 def test_gevent_pools_stay_under_the_cap_at_any_concurrency(own_redis_url: str) -> None:

@@ -41,7 +41,8 @@ BOUNDS = {"gunicorn-gthread": MAX_REDIS_CLIENTS_GTHREAD}
 
 
 @pytest.fixture(params=list(SERVERS))
-def served(request: pytest.FixtureRequest, redis_url: str) -> Iterator[tuple[Served, str, int]]:
+def served(request: pytest.FixtureRequest, own_redis_url: str) -> Iterator[tuple[Served, str, int]]:
+    redis_url = own_redis_url
     keys = Keys(RedisStore(redis_url), TokenCodec([SECRET], [PEPPER]))
     token, _ = keys.create("load", scopes=["orders:read"], rate_limit="100000/minute")
     keys.close()
@@ -76,10 +77,10 @@ class PeakClients:
 
 
 def test_every_authenticated_request_is_served_and_redis_clients_stay_bounded(
-    served: tuple[Served, str, int], redis_url: str
+    served: tuple[Served, str, int], own_redis_url: str
 ) -> None:
     server, token, bound = served
-    peak = PeakClients(redis_url)
+    peak = PeakClients(own_redis_url)
     try:
         with ThreadPoolExecutor(CLIENTS) as clients:
             statuses = Counter(

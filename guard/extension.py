@@ -134,6 +134,9 @@ class Guard:
                 stacklevel=2,
             )
         app.before_request(functools.partial(pipeline.run, state))
+        # Flask runs after-request hooks in reverse: installed with the guard (first, as
+        # the warning above asks), it sees the response the app's own hooks made.
+        app.after_request(pipeline.note_body)
         got_request_exception.connect(_note_exception, app)
         app.register_error_handler(RequestEntityTooLarge, _too_large)
         app.register_error_handler(limits.errors.StorageError, _limiter_down)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from flask import Flask, Request, Response, after_this_request, current_app, request
+from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -96,7 +96,6 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: RequestState = current.environ[STATE]
-    after_this_request(_note_body)
     try:
         return _stages(gs, state, current, app)
     except HTTPException:
@@ -106,7 +105,9 @@ def run(gs: GuardState) -> ResponseReturnValue | None:
         refuse(state, GuardUnavailable, "guard_error", retry_later())
 
 
-def _note_body(response: Response) -> Response:
+def note_body(response: Response) -> Response:
+    """The app's last after-request hook (installed once by ``init_app``): marks a
+    response whose body is whole in memory, so the WSGI layer finishes it at once."""
     # Whatever answered (the view, a refusal, an error page), a body Flask holds in memory
     # is done when the app returns it, and the WSGI layer finishes the request then. So is
     # a refusal, error page or redirect Flask rendered from a werkzeug exception: whole,

@@ -207,6 +207,20 @@ def rate_limit(_: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
+def network_list(_: click.Context, __: click.Parameter, value: str | None) -> list[str] | None:
+    """Comma-separated networks, checked by :func:`guard.keys.lifecycle.networks` (a bad
+    one is a usage error naming it). An empty value is refused rather than read as "from
+    anywhere": an unset shell variable must not open a key to every address."""
+    if value is None:
+        return None
+    found = [network.strip() for network in value.split(",") if network.strip()]
+    if not found:
+        raise BadSettings(
+            "--allow-from needs at least one network; --allow-anywhere (update) lifts a list"
+        )
+    return found
+
+
 def metadata_pairs(
     _: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> dict[str, str | None]:
@@ -344,6 +358,13 @@ metadata_option = click.option(
     metavar="KEY=VALUE",
     help="Set a metadata entry (repeatable); KEY= removes it.",
 )
+allow_from_option = click.option(
+    "--allow-from",
+    callback=network_list,
+    metavar="NETWORKS",
+    help="Only from these comma-separated networks, e.g. 10.0.0.0/8,2001:db8::/32 (a bare "
+    "address is its /32 or /128); else from anywhere.",
+)
 grace_option = click.option(
     "--grace",
     callback=duration,
@@ -354,9 +375,16 @@ grace_option = click.option(
 
 
 def settings_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options that set what a key allows, shared by create, import and update, with
-    --env-file and --json."""
-    options = (scopes_option, rate_limit_option, metadata_option, env_file_option, json_option)
+    """The options that set what a key allows (scopes, limit, metadata, networks), shared
+    by create, import and update, with --env-file and --json."""
+    options = (
+        scopes_option,
+        rate_limit_option,
+        metadata_option,
+        allow_from_option,
+        env_file_option,
+        json_option,
+    )
     for option in reversed(options):
         command = option(command)
     return command
@@ -394,6 +422,7 @@ def create(
     expires_in: float | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -405,6 +434,7 @@ def create(
             expires_in=expires_in,
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
+            allow_from=allow_from or (),
         )
     print_token(token, record, as_json)
 
@@ -523,6 +553,9 @@ switch_command("enable", "Accept a disabled key again (a revoked key stays revok
 @keys.command()
 @click.argument("key_id")
 @settings_options
+@click.option(
+    "--allow-anywhere", is_flag=True, help="Lift the key's --allow-from list: from anywhere."
+)
 @click.pass_obj
 def update(
     op: Operator,
@@ -530,20 +563,30 @@ def update(
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
+    allow_anywhere: bool,
 ) -> None:
-    """Change a key's scopes, rate limit or metadata without rotating it.
+    """Change a key's scopes, rate limit, metadata or networks without rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
-    default; --metadata KEY=VALUE sets one entry and KEY= removes it. A key in a rotation
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it; --allow-from
+    replaces every network and --allow-anywhere removes them all. A key in a rotation
     changes with its successor and a predecessor still in its grace period.
     """
-    if scopes is None and rate_limit is None and not metadata:
-        raise click.UsageError("give --scopes, --rate-limit or --metadata")
+    if allow_from is not None and allow_anywhere:
+        raise click.UsageError("give --allow-from or --allow-anywhere, not both")
+    networks = [] if allow_anywhere else allow_from
+    if scopes is None and rate_limit is None and not metadata and networks is None:
+        raise click.UsageError(
+            "give --scopes, --rate-limit, --metadata, --allow-from or --allow-anywhere"
+        )
     with op.writing(env_file) as keys:
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
-        record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
+        record = keys.update(
+            key_id, scopes=scopes, rate_limit=limit, metadata=metadata, allow_from=networks
+        )
         row = describe(record, keys)
         others = [other.key_id for other in keys.rotation_of(record)[1:]]
     rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
@@ -599,6 +642,7 @@ def import_(
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -611,6 +655,7 @@ def import_(
             scopes=scopes or (),
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
+            allow_from=allow_from or (),
         )
     emit(as_json, {"id": record.key_id, "name": record.name}, f"imported as key {record.key_id}")
     if not keys.accept_imported:
@@ -775,6 +820,7 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
         "state": state,
         "scopes": list(record.scopes),
         "rate_limit": record.rate_limit,
+        "allow_from": list(record.allow_from),
         "created": when(record.created_at),
         "expires": when(record.expires_at),
         "revoked": when(record.revoked_at),

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -113,6 +114,22 @@ def _settings_checked() -> Iterator[None]:
         yield
     except InvalidRecord as exc:
         raise InvalidKeySettings(f"not saved: {exc}") from None
+
+
+def networks(allow_from: Iterable[str]) -> tuple[str, ...]:
+    """An operator's allowlist in the form records hold: each network as ``ipaddress``
+    writes it (a single address is its ``/32`` or ``/128``), duplicates dropped, in order.
+
+    :raises InvalidKeySettings: naming the first entry that is not a network, or that has
+        host bits set (``10.0.0.1/8``: which was meant, the address or the network?).
+    """
+    found: dict[str, None] = {}
+    for text in allow_from:
+        try:
+            found[str(ipaddress.ip_network(text.strip(), strict=True))] = None
+        except ValueError as exc:
+            raise InvalidKeySettings(f"not saved: {exc}") from None
+    return tuple(found)
 
 
 class _Remembered(NamedTuple):
@@ -356,9 +373,13 @@ class Keys:
         expires_in: float | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        allow_from: Iterable[str] = (),
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue and store a new key; the token is returned here and never again.
+
+        :param allow_from: the networks the key may be used from (:func:`networks`);
+            none, from anywhere.
 
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
@@ -377,6 +398,7 @@ class Keys:
                 expires_at=None if expires_in is None else now + expires_in,
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
+                allow_from=networks(allow_from),
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
@@ -391,6 +413,7 @@ class Keys:
         scopes: Iterable[str] = (),
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        allow_from: Iterable[str] = (),
         now: float | None = None,
     ) -> KeyRecord:
         """Store an existing plain secret by its digest, so clients keep sending it.
@@ -416,6 +439,7 @@ class Keys:
                 scopes=tuple(scopes),
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
+                allow_from=networks(allow_from),
                 imported=True,
             )
         self._write(record, expected={record.key_id: None})
@@ -546,8 +570,9 @@ class Keys:
         scopes: Iterable[str] | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str | None] | None = None,
+        allow_from: Iterable[str] | None = None,
     ) -> KeyRecord:
-        """Change a key's scopes, rate limit or metadata without rotating it.
+        """Change a key's scopes, rate limit, metadata or allowlist without rotating it.
 
         A key in a rotation is one credential with two tokens: the change applies to the
         record named, to its successor, and to a predecessor still in its grace period,
@@ -557,9 +582,13 @@ class Keys:
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :param allow_from: the networks the key may be used from (all of them; empty:
+            anywhere), or ``None`` to keep them.
         :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
+
+        allowed = None if allow_from is None else networks(allow_from)
 
         def change(record: KeyRecord) -> KeyRecord:
             merged = dict(record.metadata)
@@ -574,6 +603,7 @@ class Keys:
                     scopes=record.scopes if scopes is None else tuple(scopes),
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
+                    allow_from=record.allow_from if allowed is None else allowed,
                 )
 
         def attempt() -> KeyRecord:

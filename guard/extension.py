@@ -145,13 +145,7 @@ class Guard:
             self._init_limiter(app)
         if config.audit_stream_url:
             with _url_setting("GUARD_AUDIT_STREAM_URL", config.audit_stream_url):
-                stream = RedisStreamHandler.from_url(
-                    config.audit_stream_url,
-                    config.store_timeout,
-                    config.audit_stream_key,
-                    config.audit_stream_maxlen,
-                    config.redis_max_connections,
-                )
+                stream = RedisStreamHandler.from_config(config)
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)

@@ -21,6 +21,7 @@ import datetime
 import fnmatch
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from guard.config import GuardConfig
 from guard.durations import parse_duration
 from guard.errors import ConfigurationError
 from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason, WriteUnconfirmed
+from guard.observability import audit
 from stores import (
     Conflict,
     EnvStore,
@@ -58,16 +60,25 @@ class Operator:
     :param load: builds the :class:`Keys` (reads the store URL and the secrets).
     :param given: the keys were handed over by a caller who keeps them (a test, an
         embedding program), so an in-process store outlives the command.
+    :param actor: who the audit entries of the changes name (``--actor``); else the keys'
+        own, by default the OS user.
     """
 
-    def __init__(self, load: Callable[[], Keys], *, given: bool = False) -> None:
+    def __init__(
+        self, load: Callable[[], Keys], *, given: bool = False, actor: str | None = None
+    ) -> None:
         self._load = load
         self.given = given
+        self.actor = actor
 
     @functools.cached_property
     def keys(self) -> Keys:
+        audit_to_stderr()
         with operator_errors():
-            return self._load()
+            keys = self._load()
+        if self.actor is not None:
+            keys.actor = self.actor
+        return keys
 
     @contextlib.contextmanager
     def writing(self, env_file: Path | None) -> Iterator[Keys]:
@@ -129,7 +140,9 @@ def keeping_stores() -> str:
 def writable_copy(keys: Keys, records: Any) -> Keys:
     copy = MemoryStore()
     copy.save(*records)
-    return Keys(copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock)
+    return Keys(
+        copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock, actor=keys.actor
+    )
 
 
 def warn_if_environment_differs(
@@ -235,11 +248,53 @@ def metadata_pairs(
 
 def load_keys(store_url: str | None) -> Keys:
     """Keys for the store ``store_url`` names (else GUARD_STORE_URL), under the secrets
-    of the environment."""
+    of the environment; with GUARD_AUDIT_STREAM_URL set, the audit entries of the
+    command's changes go to that stream too, sent before the command exits."""
     settings = dict(os.environ)
     if store_url:
         settings["GUARD_STORE_URL"] = store_url
-    return Keys.from_config(GuardConfig.from_mapping(settings, strict=False))
+    config = GuardConfig.from_mapping(settings, strict=False)
+    if config.audit_stream_url:
+        # Imported here: redis-py, which the commands otherwise may not need.
+        from guard.observability.audit_stream import RedisStreamHandler
+
+        attach_audit_handler(RedisStreamHandler.from_config(config))
+    return Keys.from_config(config)
+
+
+def attach_audit_handler(handler: logging.Handler) -> None:
+    """Put ``handler`` on ``guard.audit`` (at INFO, unless a level was set) for the current
+    command only: removed and closed (its pending entries sent) when the command ends."""
+    trail = audit.logger
+    level = trail.level
+    trail.addHandler(handler)
+    if level == logging.NOTSET:
+        trail.setLevel(logging.INFO)
+
+    def detach() -> None:
+        trail.removeHandler(handler)
+        trail.setLevel(level)
+        handler.close()
+
+    click.get_current_context().call_on_close(detach)
+
+
+def audit_to_stderr() -> None:
+    """Show the audit entries of the command's changes on stderr, one JSON line each,
+    unless logging is configured already (under ``flask guard``, an app that configured
+    it routes them; in a test, its capture does): an operator sees what the trail
+    recorded, and standard output keeps the command's own result."""
+    real = [h for h in audit.logger.handlers if not isinstance(h, logging.NullHandler)]
+    if real or logging.getLogger().handlers:
+        return
+    attach_audit_handler(EchoToStderr())
+
+
+class EchoToStderr(logging.Handler):
+    """Each record's message on the command's stderr, as its other notices are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
 
 
 def from_flask_app() -> Keys | None:
@@ -268,21 +323,29 @@ def resolve_keys(store_url: str | None) -> Keys:
     help="Key store URL. The store is this option if given; else, under `flask guard`, the "
     "loaded app's store; else GUARD_STORE_URL.",
 )
+@click.option(
+    "--actor",
+    metavar="NAME",
+    help="Who the audit entries of this command's changes name (else the OS user).",
+)
 @click.pass_context
-def cli(ctx: click.Context, store: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, actor: str | None) -> None:
     """Issue, rotate and revoke the API keys the guard accepts.
 
     The store is --store if given; else, under `flask guard`, the loaded app's own store;
     else GUARD_STORE_URL. Secrets (GUARD_SECRET_KEY, GUARD_PEPPER) are read only by the
-    commands that use keys, never for --help.
+    commands that use keys, never for --help. Every change writes an audit entry on
+    `guard.audit`, shown on stderr unless logging is configured (and sent to
+    GUARD_AUDIT_STREAM_URL when set).
     """
     if isinstance(ctx.obj, Operator):  # given by a caller, e.g. a test
+        ctx.obj.actor = actor or ctx.obj.actor
         return
     if isinstance(ctx.obj, Keys):
         given: Keys = ctx.obj
-        ctx.obj = Operator(lambda: given, given=True)
+        ctx.obj = Operator(lambda: given, given=True, actor=actor)
         return
-    ctx.obj = Operator(functools.partial(resolve_keys, store))
+    ctx.obj = Operator(functools.partial(resolve_keys, store), actor=actor)
 
 
 @cli.group()

@@ -22,7 +22,7 @@ import stores
 from guard._batch import Batcher
 from guard.config import GuardConfig
 from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
-from guard.observability import signals
+from guard.observability import key_audit, signals
 from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
 from stores.cache import BoundedCache
 
@@ -154,6 +154,9 @@ class Keys:
     :param accept_imported: look up tokens that are not in this server's format by their
         digest, for secrets imported from a legacy system. Off by default, so that a
         flood of random tokens never reaches the store.
+    :param actor: who the operations' audit entries name
+        (:mod:`guard.observability.key_audit`); by default the OS user running this
+        process, read at each operation.
     """
 
     def __init__(
@@ -163,7 +166,9 @@ class Keys:
         *,
         accept_imported: bool = False,
         clock: Callable[[], float] = time.time,
+        actor: str | None = None,
     ) -> None:
+        self.actor = actor
         self._observe_lookup: Callable[[Lookup], Lookup] = _as_is
         self._observe_touch: Callable[[Touch], Touch] = _as_is
         self.store = store
@@ -316,6 +321,10 @@ class Keys:
         reason = Reason.VALID if refusal is None else Reason(refusal)
         return Verdict(reason, record, record.key_id)
 
+    def _audit(self, event: str, before: KeyRecord | None, after: KeyRecord) -> None:
+        changed = key_audit.changes(before, after)
+        key_audit.emit(event, after, self.actor or key_audit.os_user(), changed)
+
     def _retrying(self, change: Callable[[], T]) -> T:
         """Run ``change`` (read, decide, compare-and-set) again while another writer gets
         in between; each attempt reads afresh, so no concurrent change is lost."""
@@ -403,6 +412,7 @@ class Keys:
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
         self._write(record, expected={key_id: None}, token=token)
+        self._audit("key.created", None, record)
         return token, record
 
     def import_secret(
@@ -443,6 +453,7 @@ class Keys:
                 imported=True,
             )
         self._write(record, expected={record.key_id: None})
+        self._audit("key.imported", None, record)
         return record
 
     def rotate(
@@ -504,6 +515,7 @@ class Keys:
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
         self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
+        self._audit("key.rotated", before, old)
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
@@ -528,6 +540,7 @@ class Keys:
             revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
             revoked = dataclasses.replace(record, revoked_at=revoked_at)
             self._write(revoked, expected={key_id: record})
+            self._audit("key.revoked", record, revoked)
             if revoked != record:
                 signals.key_revoked.send(self, key=revoked)
             return revoked
@@ -561,6 +574,7 @@ class Keys:
             raise KeyStateError(f"key {key_id} is revoked and cannot be enabled")
         changed = dataclasses.replace(record, disabled=disabled)
         self._write(changed, expected={key_id: record})
+        self._audit("key.disabled" if disabled else "key.enabled", record, changed)
         return changed
 
     def update(
@@ -612,6 +626,9 @@ class Keys:
             writes = [new for old, new in changes if new != old]
             if writes:
                 self._write(*writes, expected={record.key_id: record for record in related})
+            for old, new in changes:
+                if new != old:
+                    self._audit("key.updated", old, new)
             return changes[0][1]
 
         return self._retrying(attempt)

@@ -253,15 +253,7 @@ def _build(config: GuardConfig) -> GuardState:
             max_connections=config.redis_max_connections,
         )
     with _url_setting("GUARD_RATELIMIT_STORAGE_URL", config.ratelimit_storage_url):
-        limits_ = RateLimits(
-            config.ratelimit_storage_url,
-            config.ratelimit_strategy,
-            default=config.rate_limit,
-            failures=config.failed_auth_limit,
-            fail_open=config.ratelimit_fail_open,
-            timeout=config.store_timeout,
-            max_connections=config.redis_max_connections,
-        )
+        limits_ = RateLimits.from_config(config)
     throttle = FailureThrottle(
         parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix
     )

@@ -2,7 +2,8 @@
 
 Exit codes a script can rely on: 0 on success; 1 with one line on stderr for an unknown
 key, an unreachable store (or a write it did not confirm), a read-only store, a store that
-keeps nothing, or a key in the wrong state, and from ``list`` and ``rotate-due`` after
+keeps nothing, a key in the wrong state, or a limiter that is unreachable or in-process
+(``usage``, ``reset-limits``), and from ``list`` and ``rotate-due`` after
 naming records the store holds but cannot read; 2 for a usage error such as a bad
 duration, or settings no store could read back (nothing is saved). Only ``create`` and
 ``rotate`` (and ``rotate-due``) ever print a token, and only once; secrets are read from
@@ -26,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import click
@@ -52,6 +53,11 @@ from stores import (
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
 from stores.urls import scrub
+
+if TYPE_CHECKING:
+    from guard._counting.plan import Window
+    from guard._request.pipeline import GuardState
+    from guard._request.rate_limits import RateLimits
 
 
 class Operator:
@@ -79,6 +85,33 @@ class Operator:
         if self.actor is not None:
             keys.actor = self.actor
         return keys
+
+    @functools.cached_property
+    def limits(self) -> RateLimits:
+        """The limiter whose counters the service's workers count a key's requests in:
+        under ``flask guard`` the loaded app's, else the one ``GUARD_RATE_LIMIT`` and
+        ``GUARD_RATELIMIT_*`` of the environment describe.
+
+        :raises click.ClickException: for an in-process limiter (``memory://``): each
+            server process counts in its own memory, and this one has nothing to read.
+        """
+        # Imported here: redis-py, which the commands otherwise may not need.
+        from guard._request.rate_limits import RateLimits
+
+        state = flask_guard_state()
+        with operator_errors():
+            if state is not None:
+                found = state.limits
+            else:
+                config = GuardConfig.from_mapping(dict(os.environ), strict=False)
+                found = RateLimits.from_config(config)
+        if urlsplit(found.storage_url).scheme == "memory":
+            raise click.ClickException(
+                "the limiter is memory:// (GUARD_RATELIMIT_STORAGE_URL): each server process "
+                "counts in its own memory, out of this command's reach; set the service's "
+                "shared limiter (redis://...) in this command's environment too"
+            )
+        return found
 
     @contextlib.contextmanager
     def writing(self, env_file: Path | None) -> Iterator[Keys]:
@@ -297,14 +330,20 @@ class EchoToStderr(logging.Handler):
         click.echo(record.getMessage(), err=True)
 
 
-def from_flask_app() -> Keys | None:
-    """Under ``flask guard``: the keys of the app Flask loads, if it runs a guard."""
+def flask_guard_state() -> GuardState | None:
+    """Under ``flask guard``: the guard of the app Flask loads, if it runs one."""
     from flask.cli import ScriptInfo
 
     info = click.get_current_context().find_object(ScriptInfo)
     if info is None:
         return None
-    state = info.load_app().extensions.get("guard")
+    state: GuardState | None = info.load_app().extensions.get("guard")
+    return state
+
+
+def from_flask_app() -> Keys | None:
+    """Under ``flask guard``: the keys of the app Flask loads, if it runs a guard."""
+    state = flask_guard_state()
     return None if state is None else state.keys
 
 
@@ -654,6 +693,92 @@ def update(
         others = [other.key_id for other in keys.rotation_of(record)[1:]]
     rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
     emit(as_json, row, f"updated {record.key_id} ({record.name}){rotation}", err=True)
+
+
+@contextlib.contextmanager
+def limiter_errors() -> Iterator[None]:
+    """One line and exit code 1 when the limiter does not answer."""
+    try:
+        yield
+    except limits.errors.StorageError as exc:
+        raise click.ClickException(f"the limiter did not answer: {exc}") from None
+
+
+@keys.command()
+@click.argument("key_id")
+@json_option
+@click.pass_obj
+def usage(op: Operator, key_id: str, as_json: bool) -> None:
+    """Show where a key stands in each of its rate-limit windows, and its last use.
+
+    Read from the limiter's counters (the service's settings, GUARD_RATELIMIT_STORAGE_URL
+    and GUARD_RATE_LIMIT, in this command's environment) without counting a request. On
+    Redis a count includes the units workers hold leased and have not spent yet.
+    """
+    keys = op.keys
+    with operator_errors():
+        record = keys.store.require(key_id)
+    limiter = op.limits
+    with limiter_errors():
+        windows = limiter.usage(record)
+    row = usage_of(record, keys, windows, leased=limiter.leased)
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    click.echo(f"key {record.key_id} ({record.name}), last used {row['last_used'] or 'never'}")
+    for window in row["windows"]:
+        click.echo(
+            f"  {window['policy']:<8} {window['limit']:<20} {window['used']} used, "
+            f"{window['remaining']} left, resets in {window['reset_in']}s"
+        )
+    if limiter.leased:
+        click.echo("counts include units leased to workers and not yet spent", err=True)
+
+
+def usage_of(
+    record: KeyRecord, keys: Keys, windows: tuple[Window, ...], *, leased: bool
+) -> dict[str, Any]:
+    """What ``guard keys usage`` reports of a key; the key's quota and its owner's share
+    (issue 24, items 1 and 2) are reported here too, beside its windows."""
+    return {
+        "id": record.key_id,
+        "name": record.name,
+        "rate_limit": record.rate_limit,
+        "windows": [
+            {
+                "policy": window.policy,
+                "limit": str(window.item),
+                "used": window.item.amount - window.remaining,
+                "remaining": window.remaining,
+                "reset_in": window.reset_in,
+            }
+            for window in windows
+        ],
+        "includes_leased_units": leased,
+        "last_used": when(keys.store.last_used(record.key_id)),
+    }
+
+
+@keys.command("reset-limits")
+@click.argument("key_id")
+@json_option
+@click.pass_obj
+def reset_limits(op: Operator, key_id: str, as_json: bool) -> None:
+    """Clear a key's rate-limit window counters: its next request opens new windows.
+
+    Workers refusing the key as over its limit ask the limiter again within a second.
+    Units a worker already holds leased are still spent, on top of the new windows.
+    """
+    keys = op.keys
+    with operator_errors():
+        record = keys.store.require(key_id)
+    limiter = op.limits
+    with limiter_errors():
+        cleared = limiter.clear(record)
+    keys.audit("key.limits_reset", record, {"windows": list(cleared)})
+    row = {"id": record.key_id, "name": record.name, "cleared": list(cleared)}
+    text = f"reset {plural(len(cleared), 'window')} of {record.key_id} ({record.name})"
+    emit(as_json, row, text, err=True)
 
 
 @keys.command()

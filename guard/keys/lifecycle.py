@@ -321,9 +321,14 @@ class Keys:
         reason = Reason.VALID if refusal is None else Reason(refusal)
         return Verdict(reason, record, record.key_id)
 
+    def audit(self, event: str, record: KeyRecord, changed: dict[str, object]) -> None:
+        """Write the audit entry of an operation on ``record`` by :attr:`actor`; for one
+        made outside the store (``guard keys reset-limits`` clears the limiter's counters),
+        the store's own writes are audited by the methods here."""
+        key_audit.emit(event, record, self.actor or key_audit.os_user(), changed)
+
     def _audit(self, event: str, before: KeyRecord | None, after: KeyRecord) -> None:
-        changed = key_audit.changes(before, after)
-        key_audit.emit(event, after, self.actor or key_audit.os_user(), changed)
+        self.audit(event, after, key_audit.changes(before, after))
 
     def _retrying(self, change: Callable[[], T]) -> T:
         """Run ``change`` (read, decide, compare-and-set) again while another writer gets

@@ -1,6 +1,6 @@
 """One audit entry per key operation, on the ``guard.audit`` trail beside the request
-entries: who created, imported, updated, rotated, revoked, disabled or enabled a key,
-and what changed.
+entries: who created, imported, updated, rotated, revoked, disabled or enabled a key or
+reset its limits, and what changed.
 
 The entries are logged on ``guard.audit.keys``, a child of ``guard.audit``: whatever
 handles the trail (a ``dictConfig`` naming ``guard.audit``, the Redis audit stream) gets
@@ -11,9 +11,10 @@ The entry has the request entries' shape: each field (``ts``, ``event``, ``key_i
 ``key_name``, ``actor``, ``changed``, ``values``) is an attribute of the ``LogRecord``,
 and the message is the same entry as one line of compact JSON, ASCII only. ``event`` is
 ``key.created``, ``key.imported``, ``key.updated``, ``key.rotated``, ``key.revoked``,
-``key.disabled`` or ``key.enabled``; ``changed`` names every field
-of the record that changed, and ``values`` gives the new value of each, but for the
-digest: a token, its secret and its digest are never in an entry.
+``key.disabled``, ``key.enabled`` or ``key.limits_reset``; ``changed`` names every field
+of the record that changed (for a reset, ``windows``: the policies cleared), and
+``values`` gives the new value of each, but for the digest: a token, its secret and its
+digest are never in an entry.
 
 Emitted by :class:`guard.keys.lifecycle.Keys` once a write is confirmed, so every path
 that changes a key (the ``guard`` command, ``scripts/rotate_keys.py``, an app's own code)

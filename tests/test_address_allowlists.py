@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stores import InvalidRecord, KeyRecord
 from stores.testing import ALICE
-from tests.conftest import PEPPER, SECRET, Api
+from tests.conftest import Api
 from tests.test_guard_metrics import requests_total, scrape
+from tests.test_key_disabling import audited, guard
 
-GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
 NETWORKS = ["10.0.0.0/8", "2001:db8::/32"]
-
-
-def guard(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
-    return subprocess.run(
-        [str(GUARD), "--store", url, "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def audited(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "guard.audit"]
 
 
 def get(api: Api, token: str, address: str, **headers: str) -> Any:

@@ -86,6 +86,11 @@ class Operator:
             keys.actor = self.actor
         return keys
 
+    def require(self, key_id: str) -> KeyRecord:
+        """The record of ``key_id``, or the command's one-line error."""
+        with operator_errors():
+            return self.keys.store.require(key_id)
+
     @functools.cached_property
     def limits(self) -> RateLimits:
         """The limiter whose counters the service's workers count a key's requests in:
@@ -715,10 +720,7 @@ def usage(op: Operator, key_id: str, as_json: bool) -> None:
     and GUARD_RATE_LIMIT, in this command's environment) without counting a request. On
     Redis a count includes the units workers hold leased and have not spent yet.
     """
-    keys = op.keys
-    with operator_errors():
-        record = keys.store.require(key_id)
-    limiter = op.limits
+    keys, record, limiter = op.keys, op.require(key_id), op.limits
     with limiter_errors():
         windows = limiter.usage(record)
     row = usage_of(record, keys, windows, leased=limiter.leased)
@@ -769,10 +771,7 @@ def reset_limits(op: Operator, key_id: str, as_json: bool) -> None:
     Workers refusing the key as over its limit ask the limiter again within a second.
     Units a worker already holds leased are still spent, on top of the new windows.
     """
-    keys = op.keys
-    with operator_errors():
-        record = keys.store.require(key_id)
-    limiter = op.limits
+    keys, record, limiter = op.keys, op.require(key_id), op.limits
     with limiter_errors():
         cleared = limiter.clear(record)
     keys.audit("key.limits_reset", record, {"windows": list(cleared)})

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from guard import Keys
+from guard import Keys, TokenCodec, WriteUnconfirmed
 from stores import from_url
-from tests.conftest import PEPPER, SECRET, Api
+from tests.conftest import PEPPER, SECRET, Api, Clock
+from tests.test_key_writes import LossyStore
 
 GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,17 @@ def test_the_entry_has_the_request_entries_shape(
     assert {name: getattr(logged, name) for name in line} == line
     assert logged.getMessage() == json.dumps(line, separators=(",", ":"))
     assert line["actor"] == "deploy-bot" and line["values"]["rate_limit"] == "5/minute"
-    assert list(line) == ["ts", "event", "key_id", "key_name", "actor", "changed", "values"]
+    assert list(line) == [
+        "ts",
+        "event",
+        "key_id",
+        "key_name",
+        "actor",
+        "changed",
+        "values",
+        "confirmed",
+    ]
+    assert line["confirmed"] is True
 
 
 def test_an_apps_own_key_operations_are_audited(caplog: pytest.LogCaptureFixture) -> None:
@@ -186,3 +197,18 @@ def test_the_redis_audit_stream_receives_the_entry(redis_url: str, sqlite_url: s
         client.close()
     assert json.loads(fields["entry"]) == shown
     assert shown["actor"] == "ops-bob" and shown["event"] == "key.created"
+
+
+def test_a_write_the_store_did_not_confirm_is_audited_as_unconfirmed(
+    codec: TokenCodec, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="guard.audit")
+    store = LossyStore()
+    keys = Keys(store, codec, clock=clock)
+    store.losses = 2  # applied, but neither the write nor its check answered
+    with pytest.raises(WriteUnconfirmed) as raised:
+        keys.create("alice")
+    # Its token may work: the trail says the key may exist, and that it is unsure.
+    [entry] = [json.loads(r.getMessage()) for r in caplog.records]
+    assert (entry["event"], entry["confirmed"]) == ("key.created", False)
+    assert raised.value.record is not None and entry["key_id"] == raised.value.record.key_id

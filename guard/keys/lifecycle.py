@@ -321,14 +321,36 @@ class Keys:
         reason = Reason.VALID if refusal is None else Reason(refusal)
         return Verdict(reason, record, record.key_id)
 
-    def audit(self, event: str, record: KeyRecord, changed: dict[str, object]) -> None:
+    def audit(
+        self, event: str, record: KeyRecord, changed: dict[str, object], *, confirmed: bool = True
+    ) -> None:
         """Write the audit entry of an operation on ``record`` by :attr:`actor`; for one
         made outside the store (``guard keys reset-limits`` clears the limiter's counters),
         the store's own writes are audited by the methods here."""
-        key_audit.emit(event, record, self.actor or key_audit.os_user(), changed)
+        actor = self.actor or key_audit.os_user()
+        key_audit.emit(event, record, actor, changed, confirmed=confirmed)
 
-    def _audit(self, event: str, before: KeyRecord | None, after: KeyRecord) -> None:
-        self.audit(event, after, key_audit.changes(before, after))
+    @contextlib.contextmanager
+    def _audited(self, event: str, *changes: tuple[KeyRecord | None, KeyRecord]) -> Iterator[None]:
+        """Around a write: an entry per record changed once the store confirms it, or
+        marked unconfirmed when it could not tell (the change may have applied, and a
+        key that may work is never missing from the trail); none when it was refused."""
+        try:
+            yield
+        except WriteUnconfirmed:
+            self._audit(event, changes, confirmed=False)
+            raise
+        self._audit(event, changes, confirmed=True)
+
+    def _audit(
+        self,
+        event: str,
+        changes: tuple[tuple[KeyRecord | None, KeyRecord], ...],
+        *,
+        confirmed: bool,
+    ) -> None:
+        for before, after in changes:
+            self.audit(event, after, key_audit.changes(before, after), confirmed=confirmed)
 
     def _retrying(self, change: Callable[[], T]) -> T:
         """Run ``change`` (read, decide, compare-and-set) again while another writer gets
@@ -416,8 +438,8 @@ class Keys:
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
-        self._write(record, expected={key_id: None}, token=token)
-        self._audit("key.created", None, record)
+        with self._audited("key.created", (None, record)):
+            self._write(record, expected={key_id: None}, token=token)
         return token, record
 
     def import_secret(
@@ -457,8 +479,8 @@ class Keys:
                 allow_from=networks(allow_from),
                 imported=True,
             )
-        self._write(record, expected={record.key_id: None})
-        self._audit("key.imported", None, record)
+        with self._audited("key.imported", (None, record)):
+            self._write(record, expected={record.key_id: None})
         return record
 
     def rotate(
@@ -519,8 +541,8 @@ class Keys:
         :raises WriteUnconfirmed: if the store did not confirm the write.
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
-        self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
-        self._audit("key.rotated", before, old)
+        with self._audited("key.rotated", (before, old)):
+            self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
@@ -544,8 +566,8 @@ class Keys:
             at = self.clock() if now is None else now
             revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
             revoked = dataclasses.replace(record, revoked_at=revoked_at)
-            self._write(revoked, expected={key_id: record})
-            self._audit("key.revoked", record, revoked)
+            with self._audited("key.revoked", (record, revoked)):
+                self._write(revoked, expected={key_id: record})
             if revoked != record:
                 signals.key_revoked.send(self, key=revoked)
             return revoked
@@ -578,8 +600,8 @@ class Keys:
         if not disabled and record.revoked_at is not None:
             raise KeyStateError(f"key {key_id} is revoked and cannot be enabled")
         changed = dataclasses.replace(record, disabled=disabled)
-        self._write(changed, expected={key_id: record})
-        self._audit("key.disabled" if disabled else "key.enabled", record, changed)
+        with self._audited("key.disabled" if disabled else "key.enabled", (record, changed)):
+            self._write(changed, expected={key_id: record})
         return changed
 
     def update(
@@ -630,10 +652,8 @@ class Keys:
             changes = [(record, change(record)) for record in related]
             writes = [new for old, new in changes if new != old]
             if writes:
-                self._write(*writes, expected={record.key_id: record for record in related})
-            for old, new in changes:
-                if new != old:
-                    self._audit("key.updated", old, new)
+                with self._audited("key.updated", *[(o, n) for o, n in changes if n != o]):
+                    self._write(*writes, expected={record.key_id: record for record in related})
             return changes[0][1]
 
         return self._retrying(attempt)

@@ -8,15 +8,17 @@ them, at its level, while a consumer that reads records named ``guard.audit`` ke
 seeing request entries alone, as before key operations were audited.
 
 The entry has the request entries' shape: each field (``ts``, ``event``, ``key_id``,
-``key_name``, ``actor``, ``changed``, ``values``) is an attribute of the ``LogRecord``,
-and the message is the same entry as one line of compact JSON, ASCII only. ``event`` is
-``key.created``, ``key.imported``, ``key.updated``, ``key.rotated``, ``key.revoked``,
-``key.disabled``, ``key.enabled`` or ``key.limits_reset``; ``changed`` names every field
+``key_name``, ``actor``, ``changed``, ``values``, ``confirmed``) is an attribute of the
+``LogRecord``, and the message is the same entry as one line of compact JSON, ASCII
+only. ``event`` is ``key.created``, ``key.imported``, ``key.updated``, ``key.rotated``,
+``key.revoked``, ``key.disabled``, ``key.enabled`` or ``key.limits_reset``; ``changed``
+names every field
 of the record that changed (for a reset, ``windows``: the policies cleared), and
 ``values`` gives the new value of each, but for the digest: a token, its secret and its
 digest are never in an entry.
 
-Emitted by :class:`guard.keys.lifecycle.Keys` once a write is confirmed, so every path
+Emitted by :class:`guard.keys.lifecycle.Keys` once a write is confirmed (or with
+``confirmed`` false when the store could not tell whether it applied), so every path
 that changes a key (the ``guard`` command, ``scripts/rotate_keys.py``, an app's own code)
 writes the same entry, and it reaches whatever handlers ``guard.audit`` has, the Redis
 audit stream's included.
@@ -77,11 +79,15 @@ def emit(
     record: KeyRecord,
     actor: str,
     changed: dict[str, Any] | None = None,
+    *,
+    confirmed: bool = True,
 ) -> None:
     """Log the entry for ``event`` on ``record``, done by ``actor``.
 
     :param changed: field -> new value (as :func:`changes` gives); the values of
         :data:`SECRET_FIELDS` are dropped here, whatever the caller passed.
+    :param confirmed: ``False`` when the store did not confirm the write, which may or
+        may not have applied (:class:`~guard.keys.lifecycle.WriteUnconfirmed`).
     """
     if logger.disabled:
         keep_enabled(logger)
@@ -96,6 +102,7 @@ def emit(
         "actor": actor,
         "changed": sorted(changed),
         "values": {k: v for k, v in sorted(changed.items()) if k not in SECRET_FIELDS},
+        "confirmed": confirmed,
     }
     text = json.dumps(fields, separators=(",", ":"), default=str)
     logger.info(text, extra=fields)

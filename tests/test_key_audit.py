@@ -49,6 +49,13 @@ def entries(stderr: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith('{"ts":')]
 
 
+def notices(stderr: str) -> str:
+    """A command's stderr without its audit entries: its own notices, as before."""
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not line.startswith('{"ts":')
+    )
+
+
 def test_every_operation_writes_one_entry_naming_the_actor_and_what_changed(
     sqlite_url: str,
 ) -> None:

@@ -33,6 +33,8 @@ class Trail(logging.Handler):
         self.audited = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name != "guard.audit":
+            return  # a key operation's entry (guard.audit.keys): not a request's
         self.events.append(("entry", json.loads(record.getMessage())))
         self.audited.set()
 

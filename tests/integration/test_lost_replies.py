@@ -24,6 +24,7 @@ from tests.conftest import Api
 from tests.integration.shared_store import cached, wait_until
 from tests.redis_server import RedisServer
 from tests.test_cli import Shell
+from tests.test_key_audit import entries, notices
 
 
 class ReplyDroppingProxy:
@@ -160,8 +161,11 @@ def test_an_unconfirmed_rotation_still_prints_its_token_and_says_so(
     rotated = operator.guard("keys", "rotate", created["id"], "--json")
     assert rotated.returncode == 1
     successor = json.loads(rotated.stdout)
-    assert rotated.stderr.startswith("Error: the key store did not confirm the change")
+    assert notices(rotated.stderr).startswith("Error: the key store did not confirm the change")
     assert f"`guard keys show {successor['id']}` tells" in rotated.stderr
+    [entry] = entries(rotated.stderr)  # the trail says it may have happened
+    assert (entry["event"], entry["confirmed"]) == ("key.rotated", False)
+    assert entry["values"]["replaced_by"] == successor["id"]
     assert status(worker, successor["token"]) == 200  # it was saved: the token is not lost
     operator.ok("keys", "show", successor["id"])
 
@@ -174,7 +178,9 @@ def test_a_revocation_whose_reply_is_lost_still_reaches_every_worker(
     proxy.drops = 1
     revoked = operator.guard("keys", "revoke", created["id"])
     assert revoked.returncode == 0, revoked.stderr
-    assert revoked.stderr == f"revoked {created['id']} (ci)\n"
+    assert notices(revoked.stderr) == f"revoked {created['id']} (ci)\n"
+    [entry] = entries(revoked.stderr)  # once, though the write was sent again
+    assert (entry["event"], entry["confirmed"]) == ("key.revoked", True)
     wait_until(lambda: status(worker, created["token"]) == 401, 2)
 
 
@@ -186,7 +192,7 @@ def test_a_retried_revocation_publishes_again(
     proxy.drops = 2  # saved, but neither it nor its check answered: nothing published
     first = operator.guard("keys", "revoke", created["id"])
     assert first.returncode == 1
-    assert first.stderr.startswith("Error: the key store did not confirm the change")
+    assert notices(first.stderr).startswith("Error: the key store did not confirm the change")
     assert "run the command again" in first.stderr
     assert status(worker, created["token"]) == 200  # still cached: nobody was told
     operator.ok("keys", "revoke", created["id"])

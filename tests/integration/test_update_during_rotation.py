@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.test_cli import Shell
+from tests.test_key_audit import entries, notices
 
 
 @pytest.fixture
@@ -49,8 +50,10 @@ def test_a_scope_taken_from_a_key_in_its_grace_period_is_taken_from_both_tokens(
     done = shell.ok("keys", "update", key_id, "--scopes", "orders:read")
     assert writes(redis_url, old["token"], new["token"]) == [403, 403]
     assert (
-        done.stderr == f"updated {key_id} (ci), and with it {other} (the same key, mid-rotation)\n"
+        notices(done.stderr)
+        == f"updated {key_id} (ci), and with it {other} (the same key, mid-rotation)\n"
     )
+    assert sorted(e["key_id"] for e in entries(done.stderr)) == sorted([key_id, other])
     for record in (old, new):
         shown = json.loads(shell.ok("keys", "show", record["id"], "--json").stdout)
         assert shown["scopes"] == ["orders:read"]
@@ -62,6 +65,7 @@ def test_a_predecessor_past_its_grace_period_is_left_as_it_was(
     old = json.loads(shell.ok("keys", "create", "--name", "ci", "--json").stdout)
     new = json.loads(shell.ok("keys", "rotate", old["id"], "--grace", "0s", "--json").stdout)
     done = shell.ok("keys", "update", new["id"], "--scopes", "orders:read")
-    assert done.stderr == f"updated {new['id']} (ci)\n"
+    assert notices(done.stderr) == f"updated {new['id']} (ci)\n"
+    assert [e["key_id"] for e in entries(done.stderr)] == [new["id"]]
     shown = json.loads(shell.ok("keys", "show", old["id"], "--json").stdout)
     assert shown["state"] == "rotated" and shown["scopes"] == []

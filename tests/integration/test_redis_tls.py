@@ -96,7 +96,7 @@ def test_store_limiter_and_audit_stream_work_over_tls(tls_redis: tuple[int, Path
         ]
         assert statuses == [200, 200, 429]  # counted in Redis, over TLS
         stream.flush()
-        assert admin.xlen("guard:audit") == 3
+        assert admin.xlen("guard:audit") == 4  # the key's creation and 3 requests
         checked = CliRunner().invoke(
             cli,
             ["store", "check"],

@@ -1,0 +1,211 @@
+"""The corners of how a view's policy is found, each as an app meets it: a MethodView's
+``dispatch_request`` and its ``head``, a whole resource's OPTIONS, endpoints named like a
+blueprint's that no blueprint registered, blueprints whose setup functions are not plain
+closures, and what the operator is told when a requirement was not seen."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Blueprint
+from flask.views import MethodView
+
+from tests.test_decorator_placement import bearer, make_app
+
+
+def test_a_requirement_on_dispatch_request_holds_for_every_method() -> None:
+    app, guard = make_app()
+
+    class Audit(MethodView):
+        @guard.require("admin")
+        def dispatch_request(self, **kwargs: Any) -> Any:
+            return super().dispatch_request(**kwargs)
+
+        def get(self) -> str:
+            return "log"
+
+        def post(self) -> str:
+            return "appended"
+
+    app.add_url_rule("/audit", view_func=Audit.as_view("audit"))
+    client = app.test_client()
+    reader = bearer(app, guard, "read")
+    assert client.get("/audit", headers=reader).status_code == 403
+    assert client.post("/audit", headers=reader).status_code == 403
+    admin = bearer(app, guard, "admin")
+    assert client.get("/audit", headers=admin).get_data(as_text=True) == "log"
+
+
+def test_accepts_on_dispatch_request_or_on_the_whole_view_holds_for_its_methods() -> None:
+    app, guard = make_app()
+
+    class Imports(MethodView):
+        @guard.accepts("text/csv")
+        def dispatch_request(self, **kwargs: Any) -> Any:
+            return super().dispatch_request(**kwargs)
+
+        def post(self) -> str:
+            return "imported"
+
+    class Exports(MethodView):
+        def post(self) -> str:
+            return "exported"
+
+        @guard.require("admin")
+        def delete(self) -> str:
+            return "deleted"
+
+    app.add_url_rule("/imports", view_func=Imports.as_view("imports"))
+    app.add_url_rule("/exports", view_func=guard.accepts("text/csv")(Exports.as_view("exports")))
+    client = app.test_client()
+    key = bearer(app, guard)
+    for path in ("/imports", "/exports"):
+        assert client.post(path, json={"a": 1}, headers=key).status_code == 415
+        csv = client.post(path, data="a,b", content_type="text/csv", headers=key)
+        assert csv.status_code == 200
+
+
+def test_a_method_views_own_head_is_decided_by_its_own_policy() -> None:
+    app, guard = make_app()
+
+    class Report(MethodView):
+        @guard.require("reports:read")
+        def get(self) -> str:
+            return "the report"
+
+        @guard.exempt
+        def head(self) -> str:
+            return ""
+
+    class Upload(MethodView):
+        def post(self) -> str:
+            return "stored"
+
+    app.add_url_rule("/report", view_func=Report.as_view("report"))
+    app.add_url_rule("/upload", view_func=Upload.as_view("upload"))
+    client = app.test_client()
+    assert client.head("/report").status_code == 200
+    assert client.get("/report").status_code == 401
+    # No get and no head: HEAD is not a method of the view, whatever the guard says.
+    assert client.head("/upload", headers=bearer(app, guard)).status_code == 405
+
+
+def test_options_is_open_when_every_method_of_the_view_is_exempt() -> None:
+    app, guard = make_app()
+
+    class Status(MethodView):
+        @guard.exempt
+        def get(self) -> str:
+            return "up"
+
+        @guard.exempt
+        def post(self) -> str:
+            return "pinged"
+
+    app.add_url_rule("/status", view_func=Status.as_view("status"))
+    answer = app.test_client().options("/status")
+    assert answer.status_code == 200
+    assert "POST" in answer.headers["Allow"]
+
+
+def test_an_endpoint_named_under_a_missing_blueprint_of_an_exempt_one_stays_protected() -> None:
+    app, guard = make_app()
+    public = Blueprint("public", __name__)
+
+    @public.get("/status")
+    def status() -> str:
+        return "up"
+
+    guard.exempt(public)
+    app.register_blueprint(public, url_prefix="/public")
+    # "public.sub" is no blueprint: the endpoint is the app's own.
+    app.add_url_rule("/orders", "public.sub.orders", lambda: "every order")
+    client = app.test_client()
+    assert client.get("/public/status").status_code == 200
+    assert client.get("/orders").status_code == 401
+    assert client.get("/orders", headers=bearer(app, guard)).status_code == 200
+
+
+def unfilled_cell_setup() -> Any:
+    """A setup function whose closure holds a variable not assigned yet."""
+
+    def setup(state: Any) -> Any:
+        return later if state is None else None  # never read
+
+    return setup
+    later = None  # unreachable: makes ``later`` a cell that stays empty
+
+
+def test_blueprints_recording_partials_and_unfinished_closures_keep_their_policy() -> None:
+    # An extension may hand Blueprint.record any callable: a partial has no closure, and
+    # a closure may hold a cell not filled yet.
+    app, guard = make_app()
+    public = Blueprint("public", __name__)
+    public.record(functools.partial(lambda state, name: None, name="public"))
+    public.record(unfilled_cell_setup())
+
+    @public.get("/status")
+    def status() -> str:
+        return "up"
+
+    guard.exempt(public)
+    app.register_blueprint(public)
+    assert app.test_client().get("/status").get_data(as_text=True) == "up"
+
+
+class Report:
+    """A view that is an object, as some frameworks register them (no ``__qualname__``)."""
+
+    def __call__(self) -> str:
+        return "the report"
+
+    def __repr__(self) -> str:
+        return "<the report view>"
+
+
+@pytest.mark.parametrize("view", ["function", "object"])
+def test_the_log_of_an_unseen_requirement_names_the_view_its_needs_and_the_request(
+    caplog: pytest.LogCaptureFixture, view: str
+) -> None:
+    app, guard = make_app()
+    report = guard.require("admin", "audit")(
+        Report() if view == "object" else (lambda: "the report")
+    )
+    checked = guard.require("admin")(guard.accepts("text/csv")(lambda: "imported"))
+    # Kept in a table, out of the guard's sight: the exempt views below are all it sees.
+    views: dict[str, Callable[[], str]] = {"report": report, "checked": checked}
+
+    @app.get("/summary")
+    @guard.exempt
+    def summary() -> str:
+        return views["report"]()
+
+    @app.post("/mixed")
+    @guard.exempt
+    def mixed() -> str:
+        return views["checked"]()
+
+    caplog.set_level(logging.INFO)
+    client = app.test_client()
+    refused = client.get("/summary")
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) > 0
+    [error] = [r for r in caplog.records if r.name == "guard.errors"]
+    name = "<the report view>" if view == "object" else "test_the_log_of_an_unseen_requirement"
+    message = error.getMessage()
+    assert message.startswith(f"guard: {name}")
+    assert message.endswith(
+        " requires scopes admin audit, which the guard did not see before the view ran "
+        "(a decorator above the guard's hides them, or a view requiring less called it): "
+        f"request {refused.headers['X-Request-ID']} refused with 503. Write the guard's "
+        "decorators right under the route decorator, or use functools.wraps in the "
+        "decorators above them"
+    )
+    caplog.clear()
+    assert client.post("/mixed", data="a,b", content_type="text/csv").status_code == 503
+    [error] = [r for r in caplog.records if r.name == "guard.errors"]
+    assert " requires scopes admin and content types text/csv, which " in error.getMessage()

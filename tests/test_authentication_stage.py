@@ -206,6 +206,12 @@ def test_ipv6_guesses_are_counted_by_their_64_network() -> None:
     assert guesses_from(api, ["2001:db8:1:3::1"]) == [401]  # another /64, another client
 
 
+def test_a_link_local_address_with_its_zone_is_counted_by_its_network() -> None:
+    # A server on a link-local address reports its clients with their zone (fe80::1%eth0).
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    assert guesses_from(api, ["fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1"]) == [401, 401, 429]
+
+
 def test_the_ipv6_prefix_is_a_setting() -> None:
     api = Api(GUARD_FAILED_AUTH_LIMIT="5/minute", GUARD_FAILED_AUTH_IPV6_PREFIX=128)
     assert set(guesses_from(api, [f"2001:db8:1:2::{n:x}" for n in range(1, 50)])) == {401}

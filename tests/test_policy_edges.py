@@ -14,7 +14,7 @@ import pytest
 from flask import Blueprint
 from flask.views import MethodView
 
-from tests.test_decorator_placement import bearer, make_app
+from tests.test_decorator_placement import bearer, logged, make_app
 
 
 def test_a_requirement_on_dispatch_request_holds_for_every_method() -> None:
@@ -209,3 +209,108 @@ def test_the_log_of_an_unseen_requirement_names_the_view_its_needs_and_the_reque
     assert client.post("/mixed", data="a,b", content_type="text/csv").status_code == 503
     [error] = [r for r in caplog.records if r.name == "guard.errors"]
     assert " requires scopes admin and content types text/csv, which " in error.getMessage()
+
+
+def test_every_require_stacked_above_the_route_decorator_holds() -> None:
+    # Found by mutation testing: of two @guard.require above the route, only the
+    # innermost was enforced.
+    app, guard = make_app()
+
+    @guard.require("reports:read")
+    @guard.require("audit")
+    @app.get("/report")
+    def report() -> str:
+        return "the report"
+
+    @guard.require("imports")
+    @app.post("/import")
+    @guard.accepts("text/csv")
+    def import_rows() -> str:
+        return "imported"
+
+    client = app.test_client()
+    for scopes in (["audit"], ["reports:read"]):
+        refused = client.get("/report", headers=bearer(app, guard, *scopes))
+        assert refused.status_code == 403
+        assert 'scope="audit reports:read"' in refused.headers["WWW-Authenticate"]
+    both = bearer(app, guard, "audit", "reports:read")
+    assert client.get("/report", headers=both).status_code == 200
+    csv = {"data": "a,b", "content_type": "text/csv"}
+    assert client.post("/import", **csv, headers=bearer(app, guard)).status_code == 403
+    assert client.post("/import", **csv, headers=bearer(app, guard, "imports")).status_code == 200
+
+
+def test_require_given_the_registered_function_twice_holds_both_times() -> None:
+    app, guard = make_app()
+
+    @app.get("/report")
+    def report() -> str:
+        return "the report"
+
+    guard.require("reports:read")(report)
+    guard.require("audit")(report)
+    client = app.test_client()
+    assert client.get("/report", headers=bearer(app, guard, "audit")).status_code == 403
+    both = bearer(app, guard, "audit", "reports:read")
+    assert client.get("/report", headers=both).status_code == 200
+
+
+def test_what_require_asked_above_one_route_is_not_asked_of_another_wrapper() -> None:
+    app, guard = make_app()
+
+    def report() -> str:
+        return "the report"
+
+    app.add_url_rule("/report", "report", report)
+    guard.require("admin")(report)  # above the route: /report requires admin
+    app.add_url_rule("/public", "public", guard.exempt(report))
+    client = app.test_client()
+    assert client.get("/report").status_code == 401
+    assert client.get("/public").get_data(as_text=True) == "the report"
+
+
+class Reports:
+    def __init__(self, guard: Any) -> None:
+        self.guard = guard
+
+    def latest(self) -> str:
+        return "the latest report"
+
+
+def test_require_takes_a_bound_method() -> None:
+    app, guard = make_app()
+    app.add_url_rule("/latest", "latest", guard.require("reports:read")(Reports(guard).latest))
+    client = app.test_client()
+    assert client.get("/latest", headers=bearer(app, guard)).status_code == 403
+    allowed = client.get("/latest", headers=bearer(app, guard, "reports:read"))
+    assert allowed.get_data(as_text=True) == "the latest report"
+
+
+def test_the_outermost_accepts_wins_through_a_decorator_without_wraps() -> None:
+    app, guard = make_app()
+
+    @app.post("/import")
+    @guard.accepts("text/csv")
+    @logged
+    @guard.accepts("application/json")
+    def import_rows() -> str:
+        return "imported"
+
+    client = app.test_client()
+    key = bearer(app, guard)
+    assert client.post("/import", json={"a": 1}, headers=key).status_code == 415
+    csv = client.post("/import", data="a,b", content_type="text/csv", headers=key)
+    assert csv.status_code == 200
+
+
+def test_a_requirement_buried_deeper_than_the_guard_looks_is_refused_never_served() -> None:
+    app, guard = make_app()
+    view: Callable[..., Any] = guard.require("admin")(lambda: "secret")
+    for _ in range(63):
+        view = logged(view)  # 63 wrappers without wraps: the 64th object is the guard's
+    app.add_url_rule("/near", "near", view)
+    app.add_url_rule("/deep", "deep", logged(view))  # the guard's is the 65th: not looked at
+    client = app.test_client()
+    assert client.get("/near", headers=bearer(app, guard)).status_code == 403
+    deep = client.get("/deep", headers=bearer(app, guard))
+    assert deep.status_code == 503 and b"secret" not in deep.data

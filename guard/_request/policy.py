@@ -84,9 +84,12 @@ def mark(target: Target, **changes: Any) -> Target:
     view: Callable[..., Any] = target.guard_view if own else target  # type: ignore[attr-defined]
     wrapper = _wrap(view, _merge(of(target), changes))
     if "scopes" in changes:
-        # Written above the route decorator, the function given is the one registered.
-        with contextlib.suppress(AttributeError):  # a bound method: only the wrapper holds
-            setattr(target, REQUIRED, _required(target) | frozenset(changes["scopes"]))
+        # Written above the route decorator, the function registered is the one given,
+        # or, when that is another of the guard's own wrappers (stacked above the route
+        # too), the view it wraps.
+        for registered in (target, view) if own else (target,):
+            with contextlib.suppress(AttributeError):  # a bound method: only the wrapper holds
+                setattr(registered, REQUIRED, _required(registered) | frozenset(changes["scopes"]))
     return wrapper  # type: ignore[return-value]
 
 

@@ -314,3 +314,16 @@ def test_a_requirement_buried_deeper_than_the_guard_looks_is_refused_never_serve
     assert client.get("/near", headers=bearer(app, guard)).status_code == 403
     deep = client.get("/deep", headers=bearer(app, guard))
     assert deep.status_code == 503 and b"secret" not in deep.data
+
+
+def test_a_content_type_the_guard_could_not_see_is_refused_with_503() -> None:
+    app, guard = make_app()
+    views: dict[str, Callable[[], str]] = {"store": guard.accepts("text/csv")(lambda: "stored")}
+
+    @app.post("/upload")
+    @guard.exempt
+    def upload() -> str:
+        return views["store"]()
+
+    answer = app.test_client().post("/upload", data="a,b", content_type="text/csv")
+    assert answer.status_code == 503 and b"stored" not in answer.data

@@ -1,6 +1,7 @@
 """An API guard for Flask: authentication, rate limits, security headers, CORS and audit."""
 
 from guard.config import GuardConfig as GuardConfig
+from guard.errors import AddressNotAllowed as AddressNotAllowed
 from guard.errors import AuthenticationRequired as AuthenticationRequired
 from guard.errors import ConfigurationError as ConfigurationError
 from guard.errors import GuardError as GuardError

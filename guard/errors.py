@@ -12,6 +12,7 @@
         AuthenticationRequired    401  (no error code)           no credentials
         InvalidToken              401  error="invalid_token"     forged, unknown, expired...
         InsufficientScope         403  error="insufficient_scope"
+        AddressNotAllowed         403  error="address_not_allowed"  outside the key's allowlist
         PayloadTooLarge           413
         UnsupportedMediaType      415
         RateLimited               429  + Retry-After
@@ -100,6 +101,18 @@ class InsufficientScope(RequestRejected, exceptions.Forbidden):
     code = 403
     error = "insufficient_scope"
     message = "The API key does not grant access to this resource."
+
+
+class AddressNotAllowed(RequestRejected, exceptions.Forbidden):
+    """The key verified, but the request came from outside its ``allow_from`` networks.
+
+    Said plainly rather than as ``invalid_token``: a client on the wrong network is to be
+    told where to look, and the token is no weaker for it (it still works only from the
+    networks its operator chose)."""
+
+    code = 403
+    error = "address_not_allowed"
+    message = "The API key may not be used from this address."
 
 
 class PayloadTooLarge(RequestRejected, exceptions.RequestEntityTooLarge):

@@ -145,13 +145,7 @@ class Guard:
             self._init_limiter(app)
         if config.audit_stream_url:
             with _url_setting("GUARD_AUDIT_STREAM_URL", config.audit_stream_url):
-                stream = RedisStreamHandler.from_url(
-                    config.audit_stream_url,
-                    config.store_timeout,
-                    config.audit_stream_key,
-                    config.audit_stream_maxlen,
-                    config.redis_max_connections,
-                )
+                stream = RedisStreamHandler.from_config(config)
             audit.logger.addHandler(stream)
             if audit.logger.level == logging.NOTSET:
                 audit.logger.setLevel(logging.INFO)
@@ -259,15 +253,7 @@ def _build(config: GuardConfig) -> GuardState:
             max_connections=config.redis_max_connections,
         )
     with _url_setting("GUARD_RATELIMIT_STORAGE_URL", config.ratelimit_storage_url):
-        limits_ = RateLimits(
-            config.ratelimit_storage_url,
-            config.ratelimit_strategy,
-            default=config.rate_limit,
-            failures=config.failed_auth_limit,
-            fail_open=config.ratelimit_fail_open,
-            timeout=config.store_timeout,
-            max_connections=config.redis_max_connections,
-        )
+        limits_ = RateLimits.from_config(config)
     throttle = FailureThrottle(
         parse_limits(config.failed_auth_limit)[0], ipv6_prefix=config.failed_auth_ipv6_prefix
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple
@@ -46,6 +47,10 @@ class KeyRecord:
     #: Turned off by an operator (``guard keys disable``): refused until enabled again,
     #: with everything else kept. Absent from records written before it existed.
     disabled: bool = False
+    #: The networks (CIDR, such as ``10.0.0.0/8`` or ``2001:db8::/32``) a request with
+    #: this key may come from; empty, from anywhere. Absent from records written before
+    #: it existed, which are thereby usable from anywhere, as they were.
+    allow_from: tuple[str, ...] = ()
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``,
@@ -74,7 +79,7 @@ class KeyRecord:
         for name, (field, _, _) in _FIELDS.items():
             value = getattr(self, field.name)
             if value != _default(field):
-                out[name] = list(value) if field.name == "scopes" else value
+                out[name] = list(value) if field.name in _LISTS else value
         return out
 
     def __post_init__(self) -> None:
@@ -86,7 +91,7 @@ class KeyRecord:
         """
         for name, (field, check, rule) in _FIELDS.items():
             value = getattr(self, field.name)
-            if field.name == "scopes":
+            if field.name in _LISTS:
                 # Held as a tuple, stored as a JSON list: checked in its stored form.
                 value = list(value) if isinstance(value, tuple) else None
             if not check(value):
@@ -110,12 +115,14 @@ class KeyRecord:
                     raise InvalidRecord(f"missing field {name!r}")
                 continue
             value = data[name]
-            is_list = field.name == "scopes" and isinstance(value, list)
+            is_list = field.name in _LISTS and isinstance(value, list)
             values[field.name] = tuple(value) if is_list else value
         return cls(**values)
 
 
 _REQUIRED = object()
+#: The fields held as tuples and stored as JSON lists.
+_LISTS = frozenset({"scopes", "allow_from"})
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:
@@ -155,11 +162,34 @@ def _is_texts(value: object) -> bool:
     return isinstance(value, list) and all(_is_text(item) for item in value)
 
 
+def _is_network(value: object) -> bool:
+    # strict: a network with host bits set ("10.0.0.1/8") is a typo as often as not, and
+    # the reader must refuse what the writer would: an address the operator did not mean.
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return False
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_networks(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_NETWORKS
+        and all(_is_network(item) for item in value)
+    )
+
+
 def _is_metadata(value: object) -> bool:
     return isinstance(value, Mapping) and all(
         _is_text(k) and isinstance(v, str) and len(v) <= 1024 for k, v in value.items()
     )
 
+
+#: Networks one key's allowlist may hold: checked on every request, one by one.
+MAX_NETWORKS = 64
 
 _TEXT = "1 to 256 printable characters"
 _TIME = "seconds since the epoch, not negative"
@@ -185,6 +215,11 @@ _CHECKS = {
     "grace_until": ("grace_until", _optional(_is_time), _OPTIONAL_TIME),
     "imported": ("imported", _is_flag, "true or false"),
     "disabled": ("disabled", _is_flag, "true or false"),
+    "allow_from": (
+        "allow_from",
+        _is_networks,
+        f"at most {MAX_NETWORKS} IPv4 or IPv6 networks such as 10.0.0.0/8, without host bits",
+    ),
 }
 # Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {

@@ -73,6 +73,8 @@ Pure, on :func:`functools.lru_cache` or a constant table:
 - ``guard/_request/cors.py`` Cors._headers (lru_cache, 1,024): a CORS request's shape ->
   the headers Flask-CORS's rules give it, per instance; pure given the instance's
   settings.
+- ``guard/_request/addresses.py`` networks (lru_cache, 1,024): a key record's
+  ``allow_from`` strings -> their parsed networks; a changed allowlist is another key.
 - ``guard/_request/throttle.py`` FailureThrottle.client (lru_cache, 4,096): a client
   address -> what its failures are counted under (an IPv6 address's network), per
   instance; pure given the instance's prefix length.

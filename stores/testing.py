@@ -94,6 +94,12 @@ class StoreContract:
     def test_check_passes_when_the_backend_answers(self, make_store: MakeStore) -> None:
         make_store([]).check()
 
+    def test_an_address_allowlist_round_trips(self, make_store: MakeStore) -> None:
+        fenced = dataclasses.replace(ALICE, allow_from=("10.0.0.0/8", "2001:db8::/32"))
+        store = make_store([fenced])
+        assert store.get(ALICE.key_id) == fenced
+        assert store.records() == [fenced]
+
     def test_last_use_keeps_the_latest_time_whatever_the_order(self, make_store: MakeStore) -> None:
         store = make_store([ALICE])
         assert store.last_used(ALICE.key_id) is None

@@ -75,7 +75,8 @@ def test_python_json_logger_puts_every_field_at_the_top_level(api: Api) -> None:
     stream = configure(JSON_LOGGER)
     token = api.issue("alice")
     response = api.client.get("/orders", headers=api.bearer(token, **{"User-Agent": "cli/1.0"}))
-    [entry] = [line for line in lines(stream) if line["levelname"] == "INFO"]
+    logged = lines(stream)
+    [entry] = [e for e in logged if (e["levelname"], e["name"]) == ("INFO", "guard.audit")]
     assert set(entry) >= FIELDS
     assert entry["request_id"] == response.headers["X-Request-ID"]
     assert (entry["status"], entry["outcome"], entry["reason"]) == (200, "allowed", "valid")

@@ -71,6 +71,11 @@ def test_the_api_key_header_example(guard_environment: None) -> None:
     run_block(example)  # its asserts are the client's view
 
 
+def test_the_address_allowlist_example(guard_environment: None) -> None:
+    [example] = blocks("Operating keys: the `guard` command", "python")
+    run_block(example)  # its asserts are the client's view
+
+
 def test_the_settings_table_gives_the_defaults_the_guard_has() -> None:
     text = README.read_text()
     start = text.index("\n## Settings\n")

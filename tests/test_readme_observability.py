@@ -56,7 +56,9 @@ def test_the_logging_example_joins_the_apps_lines_to_the_audit_entry(
     token, _ = guard_keys(app, guard, scopes=["orders:write"])
     response = app.test_client().post("/orders", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 201
-    own, entry = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    created, own, entry = printed  # the key's creation is audited too
+    assert created["name"] == "guard.audit.keys"
     assert own["message"] == "order placed" and entry["name"] == "guard.audit"
     assert own["request_id"] == entry["request_id"] == response.json["request_id"]  # type: ignore[index]
     assert (entry["status"], entry["reason"], entry["levelname"]) == (201, "valid", "INFO")

@@ -20,6 +20,12 @@ Guarantees:
   processes holds at most one unit unspent at the end of a window that was driven to
   its limit. Units never spent go back to their window after :data:`IDLE` seconds
   unused and when the process exits, unless the window has ended since (``lua/give_back.lua``).
+- **Reset reaches every process.** A window found full is refused in process for
+  :data:`RECHECK` seconds, then asked of Redis again: counters cleared meanwhile
+  (``guard keys reset-limits``) or given units back admit requests again within that
+  second, and a key over its limit costs each process one round trip a second, not one
+  a request. Units a process already holds are its own until spent or given back: after
+  a reset, the new window admits those on top of its limit.
 - **Fail closed.** A lease already granted is quota Redis has counted: it is spent while
   Redis is down. With no units left, a request that cannot reach Redis raises
   ``limits``' StorageError, as it did before leases.
@@ -70,6 +76,9 @@ IDLE = 5.0
 CLOCK_DRIFT = 0.001
 #: Seconds between the background thread's looks for idle and ended leases.
 TICK = 0.5
+#: Seconds a full window's requests are refused in process before one asks Redis again:
+#: its counters may have been cleared (``guard keys reset-limits``) or given units back.
+RECHECK = 1.0
 
 #: A job for the background thread (what it returns is not used).
 Job = Callable[[], object]
@@ -84,6 +93,7 @@ class _Lease:
         "ends",
         "exhausted",
         "plan",
+        "recheck",
         "refilling",
         "resets",
         "size",
@@ -111,8 +121,10 @@ class _Lease:
         self.ends = ends
         #: No unit may be spent from this moment on: the first window has ended.
         self.deadline = min(resets)
-        #: The last grant was nothing: a window is full until ``deadline``.
+        #: The last grant was nothing: a window is full until ``deadline``, as far as
+        #: this process knows until ``recheck``.
         self.exhausted = grant == 0
+        self.recheck = now + RECHECK
         self.refilling = False
         self.used = now
 
@@ -199,7 +211,7 @@ class Leases:
                         not lease.refilling and lease.size > 1 and lease.units <= lease.size // 2
                     )
                     lease.refilling = lease.refilling or refill
-                elif lease.exhausted:
+                elif lease.exhausted and now < lease.recheck:
                     windows = lease.refused(plan, now)
         if windows is not None:
             if refill:
@@ -279,6 +291,7 @@ class Leases:
                 lease.resets = tuple(max(a, b) for a, b in zip(lease.resets, resets, strict=True))
                 lease.deadline = min(lease.resets)
                 lease.exhausted = grant == 0
+                lease.recheck = now + RECHECK
             elif lease is not None and min(ends) < min(lease.ends):
                 # Sent before a window ended, answered after this process took a lease
                 # of the next one: these units go back.

@@ -7,13 +7,15 @@ handlers::
 
     1  https       plain HTTP is redirected to HTTPS                  https.py
     2  cors        a preflight from an allowed origin is answered     cors.py
-    3  policy      the view's policy; an exempt view skips 4, 5, 7    policy.py
+    3  policy      the view's policy; an exempt view skips 4-6, 8     policy.py
     4  auth        failed-attempt throttle, token, its key            auth.py
-    5  ratelimit   the key's limits                                   rate_limits.py
-    6  body        size and content type                              body.py
-    7  scopes      the key has every scope the view requires          policy.py
+    5  address     the client's address is in the key's allowlist     addresses.py
+    6  ratelimit   the key's limits                                   rate_limits.py
+    7  body        size and content type                              body.py
+    8  scopes      the key has every scope the view requires          policy.py
 
-Stages 3, 6 and 7 are the one place a view's policy is decided, before it runs: the
+Stage 5 comes before 6 so that a request from outside a key's networks spends none of
+its limits. Stages 3, 7 and 8 are the one place a view's policy is decided, before it runs: the
 wrappers the guard's decorators return only check that it was (see
 :mod:`guard._request.policy`).
 
@@ -38,6 +40,7 @@ from werkzeug.exceptions import HTTPException
 
 from guard._request import https
 from guard._request import policy as scopes
+from guard._request.addresses import check_address
 from guard._request.auth import Authenticator
 from guard._request.body import check_body
 from guard._request.cors import Cors
@@ -145,7 +148,9 @@ def _stages(
     header = environ.get("HTTP_AUTHORIZATION")
     key_header = gs.config.api_key_environ
     api_key = None if key_header is None else environ.get(key_header)
-    key = gs.auth.authenticate(state, header, environ.get("REMOTE_ADDR") or "-", api_key)
+    address = environ.get("REMOTE_ADDR") or "-"
+    key = gs.auth.authenticate(state, header, address, api_key)
+    check_address(state, key, address)
     gs.limits.enforce(state, key)
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)

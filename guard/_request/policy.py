@@ -3,8 +3,8 @@
 
 Every view is protected unless marked exempt. One place decides what a request needs:
 the pipeline, before the view runs, by the policy :func:`for_endpoint` finds for the
-view the request routes to (exempt at stage 3, the content type at stage 6, the scopes
-at stage 7, :func:`check_scopes`). It finds a policy wherever a user writes the decorators:
+view the request routes to (exempt at stage 3, the content type at stage 7, the scopes
+at stage 8, :func:`check_scopes`). It finds a policy wherever a user writes the decorators:
 
 - on the function each decorator returns, which ``functools.wraps`` carries up to the
   decorators above it;

@@ -40,6 +40,7 @@ from guard._counting.plan import (
     seconds_until,
 )
 from guard._request.state import RequestState, refuse
+from guard.config import GuardConfig
 from guard.errors import GuardUnavailable, RateLimited, retry_later
 from stores import KeyRecord
 from stores.cache import BoundedCache
@@ -144,6 +145,23 @@ class RateLimits:
         self._hit: Hit = self._counter()
         self._leases = self._lease_table()
         self._key_hit: Hit = self._hit if self._leases is None else self._leases.count
+        #: A key's requests are counted from leases (its counters include units leased
+        #: to processes and not yet spent).
+        self.leased = self._leases is not None
+
+    @classmethod
+    def from_config(cls, config: GuardConfig) -> RateLimits:
+        """The limiter ``GUARD_RATE_LIMIT`` and ``GUARD_RATELIMIT_*`` describe: the app's,
+        and the ``guard`` command's, which reads the same counters."""
+        return cls(
+            config.ratelimit_storage_url,
+            config.ratelimit_strategy,
+            default=config.rate_limit,
+            failures=config.failed_auth_limit,
+            fail_open=config.ratelimit_fail_open,
+            timeout=config.store_timeout,
+            max_connections=config.redis_max_connections,
+        )
 
     def storage_options(self) -> dict[str, Any]:
         """Options for ``limits.storage.storage_from_string(self.storage_url, ...)`` that
@@ -209,6 +227,34 @@ class RateLimits:
         for window in state.windows:
             if not window.allowed:
                 refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
+
+    def usage(self, record: KeyRecord) -> tuple[Window, ...]:
+        """Where ``record``'s key stands in each of its windows, read from the counters
+        without counting a hit (``limits``' own ``get_window_stats``, for every strategy
+        and storage). On Redis a count includes the units processes hold leased and have
+        not spent yet: they were added to the counter when leased.
+
+        :raises limits.errors.StorageError: when the storage did not answer.
+        """
+        windows = []
+        for limit in self.plan(record.rate_limit or self.default, "key", record.key_id):
+            stats = self.strategy.get_window_stats(limit.item, limit.policy, limit.identifier)
+            reset_in = seconds_until(stats.reset_time)
+            windows.append(
+                Window(limit.policy, limit.item, stats.remaining, reset_in, True, limit.quota)
+            )
+        return tuple(windows)
+
+    def clear(self, record: KeyRecord) -> tuple[str, ...]:
+        """Clear ``record``'s key's window counters (``limits``' own ``clear``): its next
+        request opens a new window in each. The policies cleared, in order.
+
+        :raises limits.errors.StorageError: when the storage did not answer.
+        """
+        plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
+        for limit in plan:
+            self.strategy.clear(limit.item, limit.policy, limit.identifier)
+        return tuple(limit.policy for limit in plan)
 
     def count_failure(self, client: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.

@@ -2,7 +2,8 @@
 
 Exit codes a script can rely on: 0 on success; 1 with one line on stderr for an unknown
 key, an unreachable store (or a write it did not confirm), a read-only store, a store that
-keeps nothing, or a key in the wrong state, and from ``list`` and ``rotate-due`` after
+keeps nothing, a key in the wrong state, or a limiter that is unreachable or in-process
+(``usage``, ``reset-limits``), and from ``list`` and ``rotate-due`` after
 naming records the store holds but cannot read; 2 for a usage error such as a bad
 duration, or settings no store could read back (nothing is saved). Only ``create`` and
 ``rotate`` (and ``rotate-due``) ever print a token, and only once; secrets are read from
@@ -21,11 +22,12 @@ import datetime
 import fnmatch
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import click
@@ -36,6 +38,7 @@ from guard.config import GuardConfig
 from guard.durations import parse_duration
 from guard.errors import ConfigurationError
 from guard.keys.lifecycle import InvalidKeySettings, Keys, KeyStateError, Reason, WriteUnconfirmed
+from guard.observability import audit
 from stores import (
     Conflict,
     EnvStore,
@@ -51,6 +54,11 @@ from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
 from stores.urls import scrub
 
+if TYPE_CHECKING:
+    from guard._counting.plan import Window
+    from guard._request.pipeline import GuardState
+    from guard._request.rate_limits import RateLimits
+
 
 class Operator:
     """What the commands work on: the keys, loaded on first use.
@@ -58,16 +66,57 @@ class Operator:
     :param load: builds the :class:`Keys` (reads the store URL and the secrets).
     :param given: the keys were handed over by a caller who keeps them (a test, an
         embedding program), so an in-process store outlives the command.
+    :param actor: who the audit entries of the changes name (``--actor``); else the keys'
+        own, by default the OS user.
     """
 
-    def __init__(self, load: Callable[[], Keys], *, given: bool = False) -> None:
+    def __init__(
+        self, load: Callable[[], Keys], *, given: bool = False, actor: str | None = None
+    ) -> None:
         self._load = load
         self.given = given
+        self.actor = actor
 
     @functools.cached_property
     def keys(self) -> Keys:
+        audit_to_stderr()
         with operator_errors():
-            return self._load()
+            keys = self._load()
+        if self.actor is not None:
+            keys.actor = self.actor
+        return keys
+
+    def require(self, key_id: str) -> KeyRecord:
+        """The record of ``key_id``, or the command's one-line error."""
+        with operator_errors():
+            return self.keys.store.require(key_id)
+
+    @functools.cached_property
+    def limits(self) -> RateLimits:
+        """The limiter whose counters the service's workers count a key's requests in:
+        under ``flask guard`` the loaded app's, else the one ``GUARD_RATE_LIMIT`` and
+        ``GUARD_RATELIMIT_*`` of the environment describe.
+
+        :raises click.ClickException: for an in-process limiter (``memory://``): each
+            server process counts in its own memory, and this one has nothing to read.
+        """
+        # Imported here: redis-py, which the commands otherwise may not need.
+        from guard._request.rate_limits import RateLimits
+
+        state = flask_guard_state()
+        with operator_errors():
+            if state is not None:
+                found = state.limits
+            else:
+                config = GuardConfig.from_mapping(dict(os.environ), strict=False)
+                found = RateLimits.from_config(config)
+        if urlsplit(found.storage_url).scheme == "memory":
+            raise click.ClickException(
+                "the limiter is memory:// (GUARD_RATELIMIT_STORAGE_URL): each server process "
+                "counts in its own memory, out of this command's reach; set the service's "
+                "shared limiter (redis://...) in this command's environment too"
+            )
+        return found
 
     @contextlib.contextmanager
     def writing(self, env_file: Path | None) -> Iterator[Keys]:
@@ -129,7 +178,9 @@ def keeping_stores() -> str:
 def writable_copy(keys: Keys, records: Any) -> Keys:
     copy = MemoryStore()
     copy.save(*records)
-    return Keys(copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock)
+    return Keys(
+        copy, keys.codec, accept_imported=keys.accept_imported, clock=keys.clock, actor=keys.actor
+    )
 
 
 def warn_if_environment_differs(
@@ -207,6 +258,20 @@ def rate_limit(_: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
+def network_list(_: click.Context, __: click.Parameter, value: str | None) -> list[str] | None:
+    """Comma-separated networks, checked by :func:`guard.keys.lifecycle.networks` (a bad
+    one is a usage error naming it). An empty value is refused rather than read as "from
+    anywhere": an unset shell variable must not open a key to every address."""
+    if value is None:
+        return None
+    found = [network.strip() for network in value.split(",") if network.strip()]
+    if not found:
+        raise BadSettings(
+            "--allow-from needs at least one network; --allow-anywhere (update) lifts a list"
+        )
+    return found
+
+
 def metadata_pairs(
     _: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> dict[str, str | None]:
@@ -221,21 +286,69 @@ def metadata_pairs(
 
 def load_keys(store_url: str | None) -> Keys:
     """Keys for the store ``store_url`` names (else GUARD_STORE_URL), under the secrets
-    of the environment."""
+    of the environment; with GUARD_AUDIT_STREAM_URL set, the audit entries of the
+    command's changes go to that stream too, sent before the command exits."""
     settings = dict(os.environ)
     if store_url:
         settings["GUARD_STORE_URL"] = store_url
-    return Keys.from_config(GuardConfig.from_mapping(settings, strict=False))
+    config = GuardConfig.from_mapping(settings, strict=False)
+    if config.audit_stream_url:
+        # Imported here: redis-py, which the commands otherwise may not need.
+        from guard.observability.audit_stream import RedisStreamHandler
+
+        attach_audit_handler(RedisStreamHandler.from_config(config))
+    return Keys.from_config(config)
 
 
-def from_flask_app() -> Keys | None:
-    """Under ``flask guard``: the keys of the app Flask loads, if it runs a guard."""
+def attach_audit_handler(handler: logging.Handler) -> None:
+    """Put ``handler`` on ``guard.audit`` (at INFO, unless a level was set) for the current
+    command only: removed and closed (its pending entries sent) when the command ends."""
+    trail = audit.logger
+    level = trail.level
+    trail.addHandler(handler)
+    if level == logging.NOTSET:
+        trail.setLevel(logging.INFO)
+
+    def detach() -> None:
+        trail.removeHandler(handler)
+        trail.setLevel(level)
+        handler.close()
+
+    click.get_current_context().call_on_close(detach)
+
+
+def audit_to_stderr() -> None:
+    """Show the audit entries of the command's changes on stderr, one JSON line each,
+    unless logging is configured already (under ``flask guard``, an app that configured
+    it routes them; in a test, its capture does): an operator sees what the trail
+    recorded, and standard output keeps the command's own result."""
+    real = [h for h in audit.logger.handlers if not isinstance(h, logging.NullHandler)]
+    if real or logging.getLogger().handlers:
+        return
+    attach_audit_handler(EchoToStderr())
+
+
+class EchoToStderr(logging.Handler):
+    """Each record's message on the command's stderr, as its other notices are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+def flask_guard_state() -> GuardState | None:
+    """Under ``flask guard``: the guard of the app Flask loads, if it runs one."""
     from flask.cli import ScriptInfo
 
     info = click.get_current_context().find_object(ScriptInfo)
     if info is None:
         return None
-    state = info.load_app().extensions.get("guard")
+    state: GuardState | None = info.load_app().extensions.get("guard")
+    return state
+
+
+def from_flask_app() -> Keys | None:
+    """Under ``flask guard``: the keys of the app Flask loads, if it runs a guard."""
+    state = flask_guard_state()
     return None if state is None else state.keys
 
 
@@ -254,21 +367,29 @@ def resolve_keys(store_url: str | None) -> Keys:
     help="Key store URL. The store is this option if given; else, under `flask guard`, the "
     "loaded app's store; else GUARD_STORE_URL.",
 )
+@click.option(
+    "--actor",
+    metavar="NAME",
+    help="Who the audit entries of this command's changes name (else the OS user).",
+)
 @click.pass_context
-def cli(ctx: click.Context, store: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, actor: str | None) -> None:
     """Issue, rotate and revoke the API keys the guard accepts.
 
     The store is --store if given; else, under `flask guard`, the loaded app's own store;
     else GUARD_STORE_URL. Secrets (GUARD_SECRET_KEY, GUARD_PEPPER) are read only by the
-    commands that use keys, never for --help.
+    commands that use keys, never for --help. Every change writes an audit entry on
+    `guard.audit`, shown on stderr unless logging is configured (and sent to
+    GUARD_AUDIT_STREAM_URL when set).
     """
     if isinstance(ctx.obj, Operator):  # given by a caller, e.g. a test
+        ctx.obj.actor = actor or ctx.obj.actor
         return
     if isinstance(ctx.obj, Keys):
         given: Keys = ctx.obj
-        ctx.obj = Operator(lambda: given, given=True)
+        ctx.obj = Operator(lambda: given, given=True, actor=actor)
         return
-    ctx.obj = Operator(functools.partial(resolve_keys, store))
+    ctx.obj = Operator(functools.partial(resolve_keys, store), actor=actor)
 
 
 @cli.group()
@@ -344,6 +465,13 @@ metadata_option = click.option(
     metavar="KEY=VALUE",
     help="Set a metadata entry (repeatable); KEY= removes it.",
 )
+allow_from_option = click.option(
+    "--allow-from",
+    callback=network_list,
+    metavar="NETWORKS",
+    help="Only from these comma-separated networks, e.g. 10.0.0.0/8,2001:db8::/32 (a bare "
+    "address is its /32 or /128); else from anywhere.",
+)
 grace_option = click.option(
     "--grace",
     callback=duration,
@@ -354,9 +482,16 @@ grace_option = click.option(
 
 
 def settings_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options that set what a key allows, shared by create, import and update, with
-    --env-file and --json."""
-    options = (scopes_option, rate_limit_option, metadata_option, env_file_option, json_option)
+    """The options that set what a key allows (scopes, limit, metadata, networks), shared
+    by create, import and update, with --env-file and --json."""
+    options = (
+        scopes_option,
+        rate_limit_option,
+        metadata_option,
+        allow_from_option,
+        env_file_option,
+        json_option,
+    )
     for option in reversed(options):
         command = option(command)
     return command
@@ -394,6 +529,7 @@ def create(
     expires_in: float | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -405,6 +541,7 @@ def create(
             expires_in=expires_in,
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
+            allow_from=allow_from or (),
         )
     print_token(token, record, as_json)
 
@@ -523,6 +660,9 @@ switch_command("enable", "Accept a disabled key again (a revoked key stays revok
 @keys.command()
 @click.argument("key_id")
 @settings_options
+@click.option(
+    "--allow-anywhere", is_flag=True, help="Lift the key's --allow-from list: from anywhere."
+)
 @click.pass_obj
 def update(
     op: Operator,
@@ -530,24 +670,114 @@ def update(
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
+    allow_anywhere: bool,
 ) -> None:
-    """Change a key's scopes, rate limit or metadata without rotating it.
+    """Change a key's scopes, rate limit, metadata or networks without rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
-    default; --metadata KEY=VALUE sets one entry and KEY= removes it. A key in a rotation
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it; --allow-from
+    replaces every network and --allow-anywhere removes them all. A key in a rotation
     changes with its successor and a predecessor still in its grace period.
     """
-    if scopes is None and rate_limit is None and not metadata:
-        raise click.UsageError("give --scopes, --rate-limit or --metadata")
+    if allow_from is not None and allow_anywhere:
+        raise click.UsageError("give --allow-from or --allow-anywhere, not both")
+    networks = [] if allow_anywhere else allow_from
+    if scopes is None and rate_limit is None and not metadata and networks is None:
+        raise click.UsageError(
+            "give --scopes, --rate-limit, --metadata, --allow-from or --allow-anywhere"
+        )
     with op.writing(env_file) as keys:
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
-        record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
+        record = keys.update(
+            key_id, scopes=scopes, rate_limit=limit, metadata=metadata, allow_from=networks
+        )
         row = describe(record, keys)
         others = [other.key_id for other in keys.rotation_of(record)[1:]]
     rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
     emit(as_json, row, f"updated {record.key_id} ({record.name}){rotation}", err=True)
+
+
+@contextlib.contextmanager
+def limiter_errors() -> Iterator[None]:
+    """One line and exit code 1 when the limiter does not answer."""
+    try:
+        yield
+    except limits.errors.StorageError as exc:
+        raise click.ClickException(f"the limiter did not answer: {exc}") from None
+
+
+@keys.command()
+@click.argument("key_id")
+@json_option
+@click.pass_obj
+def usage(op: Operator, key_id: str, as_json: bool) -> None:
+    """Show where a key stands in each of its rate-limit windows, and its last use.
+
+    Read from the limiter's counters (the service's settings, GUARD_RATELIMIT_STORAGE_URL
+    and GUARD_RATE_LIMIT, in this command's environment) without counting a request. On
+    Redis a count includes the units workers hold leased and have not spent yet.
+    """
+    keys, record, limiter = op.keys, op.require(key_id), op.limits
+    with limiter_errors():
+        windows = limiter.usage(record)
+    row = usage_of(record, keys, windows, leased=limiter.leased)
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    click.echo(f"key {record.key_id} ({record.name}), last used {row['last_used'] or 'never'}")
+    for window in row["windows"]:
+        click.echo(
+            f"  {window['policy']:<8} {window['limit']:<20} {window['used']} used, "
+            f"{window['remaining']} left, resets in {window['reset_in']}s"
+        )
+    if limiter.leased:
+        click.echo("counts include units leased to workers and not yet spent", err=True)
+
+
+def usage_of(
+    record: KeyRecord, keys: Keys, windows: tuple[Window, ...], *, leased: bool
+) -> dict[str, Any]:
+    """What ``guard keys usage`` reports of a key; the key's quota and its owner's share
+    (issue 24, items 1 and 2) are reported here too, beside its windows."""
+    return {
+        "id": record.key_id,
+        "name": record.name,
+        "rate_limit": record.rate_limit,
+        "windows": [
+            {
+                "policy": window.policy,
+                "limit": str(window.item),
+                "used": window.item.amount - window.remaining,
+                "remaining": window.remaining,
+                "reset_in": window.reset_in,
+            }
+            for window in windows
+        ],
+        "includes_leased_units": leased,
+        "last_used": when(keys.store.last_used(record.key_id)),
+    }
+
+
+@keys.command("reset-limits")
+@click.argument("key_id")
+@json_option
+@click.pass_obj
+def reset_limits(op: Operator, key_id: str, as_json: bool) -> None:
+    """Clear a key's rate-limit window counters: its next request opens new windows.
+
+    Workers refusing the key as over its limit ask the limiter again within a second.
+    Units a worker already holds leased are still spent, on top of the new windows.
+    """
+    keys, record, limiter = op.keys, op.require(key_id), op.limits
+    with limiter_errors():
+        cleared = limiter.clear(record)
+    keys.audit("key.limits_reset", record, {"windows": list(cleared)})
+    row = {"id": record.key_id, "name": record.name, "cleared": list(cleared)}
+    text = f"reset {plural(len(cleared), 'window')} of {record.key_id} ({record.name})"
+    emit(as_json, row, text, err=True)
 
 
 @keys.command()
@@ -599,6 +829,7 @@ def import_(
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    allow_from: list[str] | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -611,6 +842,7 @@ def import_(
             scopes=scopes or (),
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
+            allow_from=allow_from or (),
         )
     emit(as_json, {"id": record.key_id, "name": record.name}, f"imported as key {record.key_id}")
     if not keys.accept_imported:
@@ -775,6 +1007,7 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
         "state": state,
         "scopes": list(record.scopes),
         "rate_limit": record.rate_limit,
+        "allow_from": list(record.allow_from),
         "created": when(record.created_at),
         "expires": when(record.expires_at),
         "revoked": when(record.revoked_at),

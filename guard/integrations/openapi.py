@@ -11,7 +11,7 @@ Flask endpoint the path and method route to and documents what the guard does th
 - a protected operation requires one of them, with the scopes its view requires: in OpenAPI 3.1
   as the requirement's role list; in 3.0, where that list must be empty for ``http``
   schemes, in an ``x-required-scopes`` extension; and it documents the guard's refusals
-  (400, 401, 403 where scopes apply, 413 and 415 where a body may come, 429, 503) with
+  (400, 401, 403, 413 and 415 where a body may come, 429, 503) with
   their JSON body and protocol headers. A 400 is also the app's own answer to a body it
   cannot parse (or, with some settings, to one that fails validation), in the app's
   shape: there the guard's body is documented as one of the possible ones (``anyOf``),
@@ -112,10 +112,12 @@ _RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bo
         (errors.AuthenticationRequired, errors.InvalidToken),
         {"GuardWWWAuthenticate": True},
     ),
+    # Named for the scopes it first documented; a key fenced to networks (--allow-from)
+    # is refused 403 too, without a challenge, from anywhere else.
     "403": (
         "GuardInsufficientScope",
-        (errors.InsufficientScope,),
-        {"GuardWWWAuthenticate": True},
+        (errors.InsufficientScope, errors.AddressNotAllowed),
+        {"GuardWWWAuthenticate": False},
     ),
     "413": ("GuardPayloadTooLarge", (errors.PayloadTooLarge,), {}),
     "415": ("GuardUnsupportedMediaType", (errors.UnsupportedMediaType,), {}),
@@ -320,9 +322,8 @@ class GuardPlugin(BasePlugin):
             if own not in apps:
                 apps.append(own)
         operation["security"] = [{**own, scheme: roles} for own in apps for scheme in guards]
-        codes = ["400", "401", "429", "503"]
-        if scopes:
-            codes.append("403")
+        # 403 on every protected operation: any key may be fenced to networks.
+        codes = ["400", "401", "403", "429", "503"]
         if method in _BODY_METHODS or "requestBody" in operation:
             codes += ["413", "415"]
         responses = operation.setdefault("responses", {})

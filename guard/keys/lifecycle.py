@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,7 +22,7 @@ import stores
 from guard._batch import Batcher
 from guard.config import GuardConfig
 from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
-from guard.observability import signals
+from guard.observability import key_audit, signals
 from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
 from stores.cache import BoundedCache
 
@@ -115,6 +116,22 @@ def _settings_checked() -> Iterator[None]:
         raise InvalidKeySettings(f"not saved: {exc}") from None
 
 
+def networks(allow_from: Iterable[str]) -> tuple[str, ...]:
+    """An operator's allowlist in the form records hold: each network as ``ipaddress``
+    writes it (a single address is its ``/32`` or ``/128``), duplicates dropped, in order.
+
+    :raises InvalidKeySettings: naming the first entry that is not a network, or that has
+        host bits set (``10.0.0.1/8``: which was meant, the address or the network?).
+    """
+    found: dict[str, None] = {}
+    for text in allow_from:
+        try:
+            found[str(ipaddress.ip_network(text.strip(), strict=True))] = None
+        except ValueError as exc:
+            raise InvalidKeySettings(f"not saved: {exc}") from None
+    return tuple(found)
+
+
 class _Remembered(NamedTuple):
     key_id: str
     digest: str
@@ -137,6 +154,9 @@ class Keys:
     :param accept_imported: look up tokens that are not in this server's format by their
         digest, for secrets imported from a legacy system. Off by default, so that a
         flood of random tokens never reaches the store.
+    :param actor: who the operations' audit entries name
+        (:mod:`guard.observability.key_audit`); by default the OS user running this
+        process, read at each operation.
     """
 
     def __init__(
@@ -146,7 +166,9 @@ class Keys:
         *,
         accept_imported: bool = False,
         clock: Callable[[], float] = time.time,
+        actor: str | None = None,
     ) -> None:
+        self.actor = actor
         self._observe_lookup: Callable[[Lookup], Lookup] = _as_is
         self._observe_touch: Callable[[Touch], Touch] = _as_is
         self.store = store
@@ -299,6 +321,15 @@ class Keys:
         reason = Reason.VALID if refusal is None else Reason(refusal)
         return Verdict(reason, record, record.key_id)
 
+    def audit(self, event: str, record: KeyRecord, changed: dict[str, object]) -> None:
+        """Write the audit entry of an operation on ``record`` by :attr:`actor`; for one
+        made outside the store (``guard keys reset-limits`` clears the limiter's counters),
+        the store's own writes are audited by the methods here."""
+        key_audit.emit(event, record, self.actor or key_audit.os_user(), changed)
+
+    def _audit(self, event: str, before: KeyRecord | None, after: KeyRecord) -> None:
+        self.audit(event, after, key_audit.changes(before, after))
+
     def _retrying(self, change: Callable[[], T]) -> T:
         """Run ``change`` (read, decide, compare-and-set) again while another writer gets
         in between; each attempt reads afresh, so no concurrent change is lost."""
@@ -356,9 +387,13 @@ class Keys:
         expires_in: float | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        allow_from: Iterable[str] = (),
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue and store a new key; the token is returned here and never again.
+
+        :param allow_from: the networks the key may be used from (:func:`networks`);
+            none, from anywhere.
 
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
@@ -377,10 +412,12 @@ class Keys:
                 expires_at=None if expires_in is None else now + expires_in,
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
+                allow_from=networks(allow_from),
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
         self._write(record, expected={key_id: None}, token=token)
+        self._audit("key.created", None, record)
         return token, record
 
     def import_secret(
@@ -391,6 +428,7 @@ class Keys:
         scopes: Iterable[str] = (),
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        allow_from: Iterable[str] = (),
         now: float | None = None,
     ) -> KeyRecord:
         """Store an existing plain secret by its digest, so clients keep sending it.
@@ -416,9 +454,11 @@ class Keys:
                 scopes=tuple(scopes),
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
+                allow_from=networks(allow_from),
                 imported=True,
             )
         self._write(record, expected={record.key_id: None})
+        self._audit("key.imported", None, record)
         return record
 
     def rotate(
@@ -480,6 +520,7 @@ class Keys:
         """
         before = dataclasses.replace(old, replaced_by=None, grace_until=None)
         self._write(new, old, expected={old.key_id: before, new.key_id: None}, token=token)
+        self._audit("key.rotated", before, old)
         signals.key_rotated.send(self, key=new, replaced=old)
 
     def revoke(self, key_id: str, now: float | None = None) -> KeyRecord:
@@ -504,6 +545,7 @@ class Keys:
             revoked_at = at if record.revoked_at is None else min(record.revoked_at, at)
             revoked = dataclasses.replace(record, revoked_at=revoked_at)
             self._write(revoked, expected={key_id: record})
+            self._audit("key.revoked", record, revoked)
             if revoked != record:
                 signals.key_revoked.send(self, key=revoked)
             return revoked
@@ -537,6 +579,7 @@ class Keys:
             raise KeyStateError(f"key {key_id} is revoked and cannot be enabled")
         changed = dataclasses.replace(record, disabled=disabled)
         self._write(changed, expected={key_id: record})
+        self._audit("key.disabled" if disabled else "key.enabled", record, changed)
         return changed
 
     def update(
@@ -546,8 +589,9 @@ class Keys:
         scopes: Iterable[str] | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str | None] | None = None,
+        allow_from: Iterable[str] | None = None,
     ) -> KeyRecord:
-        """Change a key's scopes, rate limit or metadata without rotating it.
+        """Change a key's scopes, rate limit, metadata or allowlist without rotating it.
 
         A key in a rotation is one credential with two tokens: the change applies to the
         record named, to its successor, and to a predecessor still in its grace period,
@@ -557,9 +601,13 @@ class Keys:
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :param allow_from: the networks the key may be used from (all of them; empty:
+            anywhere), or ``None`` to keep them.
         :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
+
+        allowed = None if allow_from is None else networks(allow_from)
 
         def change(record: KeyRecord) -> KeyRecord:
             merged = dict(record.metadata)
@@ -574,6 +622,7 @@ class Keys:
                     scopes=record.scopes if scopes is None else tuple(scopes),
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
+                    allow_from=record.allow_from if allowed is None else allowed,
                 )
 
         def attempt() -> KeyRecord:
@@ -582,6 +631,9 @@ class Keys:
             writes = [new for old, new in changes if new != old]
             if writes:
                 self._write(*writes, expected={record.key_id: record for record in related})
+            for old, new in changes:
+                if new != old:
+                    self._audit("key.updated", old, new)
             return changes[0][1]
 
         return self._retrying(attempt)

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from guard._batch import Batcher
+from guard.config import GuardConfig
 from guard.observability.audit import keep_enabled
 from stores.redis import client_from_url
 from stores.redis_acl import DenialLog, stream_needs
@@ -43,6 +44,18 @@ class RedisStreamHandler(logging.Handler):
         is (:func:`stores.redis.client_from_url`, its pool capped at ``max_connections``):
         a batch waits ``timeout`` at most for Redis, then goes to the local log."""
         return cls(client_from_url(url, timeout, max_connections=max_connections), stream, maxlen)
+
+    @classmethod
+    def from_config(cls, config: GuardConfig) -> RedisStreamHandler:
+        """The handler ``GUARD_AUDIT_STREAM_*`` describe (``config.audit_stream_url`` set),
+        as the app and the ``guard`` command both install it."""
+        return cls.from_url(
+            config.audit_stream_url,
+            config.store_timeout,
+            config.audit_stream_key,
+            config.audit_stream_maxlen,
+            config.redis_max_connections,
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         self.batch.add(record.getMessage())

@@ -74,6 +74,7 @@ KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
             "header_too_long",
             "too_many_failed_attempts",
             "insufficient_scope",
+            "address_not_allowed",
             "rate_limited",
             "route_rate_limited",
             "limiter_unavailable",

@@ -89,6 +89,23 @@ def check_refusals(doc: dict[str, Any], write_path: str, answers: Answers, *, bo
 # -- APIFlask (OpenAPI 3.1, its default) ------------------------------------------------
 
 
+def test_a_key_used_outside_its_networks_is_refused_as_documented() -> None:
+    app, guard = apiflask_app()
+    doc = app.test_client().get("/openapi.json").json
+    with app.app_context():
+        token, _ = guard.keys.create("fenced", scopes=["orders:read"], allow_from=["10.0.0.0/8"])
+    refused = app.test_client().get(
+        "/orders/1",
+        headers={"Authorization": f"Bearer {token}"},
+        environ_base={"REMOTE_ADDR": "192.0.2.1"},
+    )
+    assert refused.status_code == 403 and refused.json["error"] == "address_not_allowed"
+    # The guard's own body, not APIFlask's error shape: what the document promises.
+    jsonschema.validate(refused.json, doc["components"]["schemas"]["GuardError"])
+    documented = responses(doc, "/orders/{order_id}", "get")["403"]
+    assert "address_not_allowed" in documented["content"]["application/json"]["examples"]
+
+
 class OrderIn(APIFlaskSchema):
     item = APIFlaskString(required=True)
 
@@ -147,7 +164,8 @@ def test_apiflask_operations_document_the_guards_refusals_where_they_apply() -> 
     doc = apiflask_app()[0].test_client().get("/openapi.json").json
     assert guard_codes(doc, "/orders/{order_id}", "get") == {"400", "401", "403", "429", "503"}
     assert guard_codes(doc, "/orders", "post") == GUARD_CODES  # a body: 413 and 415 too
-    assert guard_codes(doc, "/stock", "get") == {"400", "401", "429", "503"}  # no scope: no 403
+    # No scope, a 403 all the same: a key fenced to networks is refused from elsewhere.
+    assert guard_codes(doc, "/stock", "get") == {"400", "401", "403", "429", "503"}
     assert guard_codes(doc, "/health", "get") == set()
     # A response the app documents itself stays as written.
     assert responses(doc, "/stock", "get")["401"]["description"] == "Our own wording"
@@ -165,7 +183,8 @@ def test_refusals_are_documented_with_their_body_and_headers() -> None:
     }
     assert documented["400"]["headers"]["WWW-Authenticate"]["required"] is False
     assert documented["401"]["headers"]["WWW-Authenticate"]["required"] is True
-    assert documented["403"]["headers"]["WWW-Authenticate"]["required"] is True
+    # Sent with insufficient_scope, not with address_not_allowed.
+    assert documented["403"]["headers"]["WWW-Authenticate"]["required"] is False
     assert documented["429"]["headers"]["Retry-After"]["required"] is True
     assert {"RateLimit", "RateLimit-Policy"} <= set(documented["429"]["headers"])
     assert documented["503"]["headers"]["Retry-After"]["required"] is True
@@ -425,7 +444,7 @@ def test_apispec_document_of_a_plain_flask_app_validates(version: str) -> None:
     # The guard's key is required on top of the app's own scheme.
     delete = doc["paths"]["/orders/{order_id}"]["delete"]
     assert delete["security"] == [{"Session": [], "GuardBearer": []}]
-    assert guard_codes(doc, "/orders/{order_id}", "delete") == {"400", "401", "429", "503"}
+    assert guard_codes(doc, "/orders/{order_id}", "delete") == {"400", "401", "403", "429", "503"}
     assert doc["paths"]["/health"]["get"]["security"] == []
 
 

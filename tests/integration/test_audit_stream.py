@@ -40,7 +40,8 @@ def test_entries_reach_the_stream_in_batches_not_per_request(
     api.client.get("/orders")
     assert client.xlen("guard:audit") == 0  # nothing was sent while answering
     handler.flush()
-    entries = [json.loads(fields["entry"]) for _, fields in client.xrange("guard:audit")]
+    created, *entries = [json.loads(fields["entry"]) for _, fields in client.xrange("guard:audit")]
+    assert (created["event"], created["key_name"]) == ("key.created", "alice")  # api.issue's
     assert [(e["status"], e["key_name"]) for e in entries] == [(200, "alice"), (401, None)]
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .base import KeyRecord as KeyRecord
 from .base import KeyStore as KeyStore
 from .base import Listing as Listing
+from .base import Quota as Quota
 from .env import EnvStore as EnvStore
 from .errors import Conflict as Conflict
 from .errors import InvalidRecord as InvalidRecord

@@ -16,6 +16,44 @@ from typing import Any, ClassVar, NamedTuple
 from . import registry
 from .errors import Conflict, InvalidRecord, KeyNotFound
 
+#: How a quota refills: every day or every 30 days from when it was set, or on the first
+#: of each month (UTC). A quota with no refill is spent once, over the key's life.
+REFILLS = ("1d", "30d", "monthly")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quota:
+    """A usage allowance: ``allowance`` units per refill period (a request spends its
+    view's cost), or over the key's life when ``refill`` is ``None``.
+
+    Security property: the count is named by ``counter`` and ``since``, both stored with
+    the record, so every worker and host spends from the same count, and a rotation (which
+    copies the quota) never hands the successor a fresh allowance. Setting the quota again
+    (a top-up) writes a new ``since``: the count starts afresh from that moment.
+    """
+
+    allowance: int
+    refill: str | None = None
+    #: When the allowance was set (seconds since the epoch): a ``1d`` or ``30d`` period
+    #: starts here and every period length after.
+    since: float = 0.0
+    #: Names the count: the key id (or owner name) the quota was first set on.
+    counter: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowance": self.allowance, "since": self.since}
+        out["counter"] = self.counter
+        if self.refill is not None:
+            out["refill"] = self.refill
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> Quota:
+        """:raises InvalidRecord: unless ``data`` is what :meth:`to_dict` writes."""
+        if not isinstance(data, Mapping) or not _is_quota(data):
+            raise InvalidRecord(f"field 'quota' has an invalid value: {_QUOTA}")
+        return cls(data["allowance"], data.get("refill"), data["since"], data["counter"])
+
 
 @dataclasses.dataclass(frozen=True)
 class KeyRecord:
@@ -46,6 +84,9 @@ class KeyRecord:
     #: Turned off by an operator (``guard keys disable``): refused until enabled again,
     #: with everything else kept. Absent from records written before it existed.
     disabled: bool = False
+    #: A usage quota on top of the rate limits (``None``: none). Absent from records
+    #: written before it existed.
+    quota: Quota | None = None
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``,
@@ -74,7 +115,7 @@ class KeyRecord:
         for name, (field, _, _) in _FIELDS.items():
             value = getattr(self, field.name)
             if value != _default(field):
-                out[name] = list(value) if field.name == "scopes" else value
+                out[name] = _stored(field.name, value)
         return out
 
     def __post_init__(self) -> None:
@@ -86,9 +127,13 @@ class KeyRecord:
         """
         for name, (field, check, rule) in _FIELDS.items():
             value = getattr(self, field.name)
-            if field.name == "scopes":
-                # Held as a tuple, stored as a JSON list: checked in its stored form.
-                value = list(value) if isinstance(value, tuple) else None
+            if field.name == "scopes" and not isinstance(value, tuple):
+                value = None
+            elif field.name == "quota" and not isinstance(value, Quota | None):
+                value = False
+            else:
+                # Held as a tuple or a Quota, stored as JSON: checked in its stored form.
+                value = _stored(field.name, value)
             if not check(value):
                 raise InvalidRecord(f"field {name!r} has an invalid value: {rule}")
 
@@ -110,9 +155,21 @@ class KeyRecord:
                     raise InvalidRecord(f"missing field {name!r}")
                 continue
             value = data[name]
-            is_list = field.name == "scopes" and isinstance(value, list)
-            values[field.name] = tuple(value) if is_list else value
+            if field.name == "scopes" and isinstance(value, list):
+                value = tuple(value)
+            elif field.name == "quota" and value is not None:
+                value = Quota.from_dict(value)
+            values[field.name] = value
         return cls(**values)
+
+
+def _stored(field: str, value: Any) -> Any:
+    """``value`` of ``field`` in its JSON form."""
+    if field == "scopes":
+        return list(value)
+    if field == "quota" and value is not None:
+        return value.to_dict()
+    return value
 
 
 _REQUIRED = object()
@@ -161,8 +218,28 @@ def _is_metadata(value: object) -> bool:
     )
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53
+
+
+def _is_quota(value: object) -> bool:
+    if not isinstance(value, Mapping) or not {"allowance", "since", "counter"} <= set(value):
+        return False
+    return (
+        set(value) <= {"allowance", "refill", "since", "counter"}
+        and _is_count(value["allowance"])
+        and value.get("refill") in (None, *REFILLS)
+        and _is_time(value["since"])
+        and _is_text(value["counter"])
+    )
+
+
 _TEXT = "1 to 256 printable characters"
 _TIME = "seconds since the epoch, not negative"
+_QUOTA = (
+    "absent, or an allowance (a whole number, at least 1), a refill (absent, or one of "
+    f"{', '.join(REFILLS)}), since ({_TIME}) and a counter ({_TEXT})"
+)
 _OPTIONAL_TIME = f"absent, or {_TIME}"
 # Field -> (serialized name, check, the rule in words for the error).
 _CHECKS = {
@@ -185,6 +262,7 @@ _CHECKS = {
     "grace_until": ("grace_until", _optional(_is_time), _OPTIONAL_TIME),
     "imported": ("imported", _is_flag, "true or false"),
     "disabled": ("disabled", _is_flag, "true or false"),
+    "quota": ("quota", _optional(_is_quota), _QUOTA),
 }
 # Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from stores import Conflict, KeyNotFound, KeyRecord, KeyStore, ReadOnlyStore
+from stores import Conflict, KeyNotFound, KeyRecord, KeyStore, Quota, ReadOnlyStore
 
 MakeStore = Callable[[Sequence[KeyRecord]], KeyStore]
 
@@ -54,6 +54,15 @@ ALICE = KeyRecord(
     expires_at=1_900_000_000.0,
     rate_limit="100/minute",
     metadata={"team": "payments"},
+)
+#: A key with every optional field set, for the round trip of each.
+METERED = KeyRecord(
+    key_id="00112233445566ff",
+    name="metered",
+    digest="c" * 64,
+    pepper_id="p1",
+    created_at=1_800_000_000.5,
+    quota=Quota(10_000, "monthly", since=1_800_000_000.5, counter="00112233445566ff"),
 )
 LEGACY = KeyRecord(
     key_id="fedcba9876543210",
@@ -86,6 +95,11 @@ class StoreContract:
         store = make_store([ALICE, LEGACY])
         assert store.find_digest(LEGACY.digest) == LEGACY
         assert store.find_digest(ALICE.digest) is None
+
+    def test_every_optional_field_reads_back_as_saved(self, make_store: MakeStore) -> None:
+        store = make_store([METERED])
+        assert store.get(METERED.key_id) == METERED
+        assert store.records() == [METERED]
 
     def test_records_lists_every_key(self, make_store: MakeStore) -> None:
         store = make_store([ALICE, LEGACY])

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOCAL_CONFIG, Api
+from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -86,3 +89,40 @@ def test_the_settings_table_gives_the_defaults_the_guard_has() -> None:
             "(required)" if "SECRET" in name or "PEPPER" in name else "(none)"
         )
         assert stated == expected, name
+
+
+def test_the_usage_quotas_example(guard_environment: None) -> None:
+    [example] = blocks("Usage quotas", "python")
+    run_block(example)  # its asserts are the client's view
+
+
+def test_the_usage_quotas_commands_run_as_written(sqlite_url: str) -> None:
+    [commands] = blocks("Usage quotas", "sh")
+    guard = Path(sys.executable).with_name("guard")  # the console script pip installed
+    env = {
+        "PATH": f"{guard.parent}:/usr/bin:/bin",
+        "GUARD_SECRET_KEY": SECRET,
+        "GUARD_PEPPER": PEPPER,
+        "GUARD_STORE_URL": sqlite_url,
+    }
+    create, update = commands.split("\nguard keys update ", 1)
+
+    def bash(script: str) -> str:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    bash(create)
+    listed = json.loads(bash("guard keys list --json"))
+    acme = next(row["id"] for row in listed if row["name"] == "acme")
+    shown = {row["name"]: row["quota"] for row in listed}
+    assert shown["acme"].startswith("10000 monthly since ")
+    assert shown["trial"].startswith("500 lifetime since ")
+    bash("guard keys update " + update.replace("0123456789abcdef", acme))
+    assert json.loads(bash(f"guard keys show {acme} --json"))["quota"] is None

@@ -146,7 +146,7 @@ def _stages(
     key_header = gs.config.api_key_environ
     api_key = None if key_header is None else environ.get(key_header)
     key = gs.auth.authenticate(state, header, environ.get("REMOTE_ADDR") or "-", api_key)
-    gs.limits.enforce(state, key)
+    gs.limits.enforce(state, key, lambda: scopes.cost_of(policy, request))
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)
     if policy.scopes:

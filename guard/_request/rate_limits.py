@@ -17,8 +17,9 @@ the throttle must see each one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import limits
@@ -35,12 +36,14 @@ from guard._counting.plan import (
     Plan,
     Reply,
     Window,
+    charge,
     parse_limits,
     plan_for,
     seconds_until,
+    spend_each,
 )
 from guard._request.state import RequestState, refuse
-from guard.errors import GuardUnavailable, RateLimited, retry_later
+from guard.errors import GuardUnavailable, QuotaExceeded, RateLimited, retry_later
 from stores import KeyRecord
 from stores.cache import BoundedCache
 from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
@@ -55,20 +58,30 @@ PLAN_CACHE_SIZE = 4096
 
 
 def headers(windows: Sequence[Window]) -> Headers:
-    """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
+    """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window (a quota
+    too: its entry says ``qu="request"``, and a lifetime quota has no ``w`` or ``t``)."""
     if len(windows) == 1:  # the usual case, on every authenticated response
         (w,) = windows
         policies = w.quota
         state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
     else:
         policies = ", ".join(w.quota for w in windows)
-        state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
+        state = ", ".join(
+            f'"{w.policy}";r={w.remaining};t={w.reset_in}'
+            if w.refills
+            else f'"{w.policy}";r={w.remaining}'
+            for w in windows
+        )
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
 
 
 def retry_after(windows: Sequence[Window]) -> Headers:
-    """``Retry-After`` (the longest wait among exhausted windows) and the limit headers."""
-    wait = max((w.reset_in for w in windows if not w.allowed), default=1)
+    """``Retry-After`` (the longest wait among exhausted windows) and the limit headers;
+    no ``Retry-After`` when a lifetime quota is spent: waiting never helps there."""
+    refused = [w for w in windows if not w.allowed]
+    if not all(w.refills for w in refused):
+        return headers(windows)
+    wait = max((w.reset_in for w in refused), default=1)
     return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
@@ -196,19 +209,36 @@ class RateLimits:
         self._plans.put(key, plan)
         return plan
 
-    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+    def enforce(self, state: RequestState, record: KeyRecord, cost: Callable[[], int]) -> None:
         """The rate-limit stage: count the request under each of its key's limits (or the
-        default's), refuse it (429) over any limit, or (503) when the storage failed and
-        limits fail closed."""
+        default's) and spend its ``cost`` from the key's quota; refuse it (429) over any
+        limit or with the quota spent, or (503) when the storage failed and limits fail
+        closed.
+
+        A key with a quota is counted exactly, in one storage call with its limits (one
+        script on Redis), not from a lease: a lease's units held by one process could
+        not be spent by another, and a quota's last units must go to whoever asks. A
+        key without one costs what it did (the cost is not even asked for).
+        """
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
+        hit = self._key_hit
+        if record.quota is not None:
+            spend = cost()
+            if spend:
+                now = time.time()
+                plan = (*plan, charge("quota", record.key_id, record.quota, spend, now))
+                hit = self._hit
         try:
-            state.windows = self._key_hit(plan)()
+            state.windows = hit(plan)()
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
-        for window in state.windows:
-            if not window.allowed:
-                refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
+        refused = [window for window in state.windows if not window.allowed]
+        if refused:
+            # A spent quota is the refusal to name: waiting out a window does not end it.
+            spent = any(window.item is None for window in refused)
+            kind = QuotaExceeded if spent else RateLimited
+            refuse(state, kind, kind.error, retry_after(state.windows))
 
     def count_failure(self, client: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
@@ -247,9 +277,17 @@ class RateLimits:
         windows = []
         for limit in plan:
             policy, item, identifier = limit.policy, limit.item, limit.identifier
+            if item is None:
+                continue  # a quota: spent below, once every window has admitted the hit
             allowed = self.strategy.hit(item, policy, identifier)
             stats = self.strategy.get_window_stats(item, policy, identifier)
             reset_in = seconds_until(stats.reset_time)
             windows.append(Window(policy, item, stats.remaining, reset_in, allowed, limit.quota))
+        quotas = [limit for limit in plan if limit.item is None]
+        if quotas:
+            admitted = all(window.allowed for window in windows)
+            # The strategy took this storage, so it is one of limits' synchronous ones.
+            storage = cast(limits.storage.Storage, self.storage)
+            windows += spend_each(storage, quotas, admitted)
         done = tuple(windows)
         return lambda: done

@@ -43,10 +43,12 @@ from stores import (
     KeyRecord,
     Listing,
     MemoryStore,
+    Quota,
     ReadOnlyStore,
     StoreError,
     StoreUnavailable,
 )
+from stores.base import REFILLS
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
 from stores.urls import scrub
@@ -344,6 +346,19 @@ metadata_option = click.option(
     metavar="KEY=VALUE",
     help="Set a metadata entry (repeatable); KEY= removes it.",
 )
+quota_option = click.option(
+    "--quota",
+    type=click.IntRange(min=0),
+    help="Units the key may spend (a request spends its view's cost, 1 by default) per "
+    "--quota-refill period, or over its life; on update, a top-up: the new allowance, "
+    "counted afresh from now (0 removes the quota).",
+)
+quota_refill_option = click.option(
+    "--quota-refill",
+    type=click.Choice(REFILLS),
+    help="When the quota refills: 1d or 30d from when it was set, monthly on the 1st "
+    "(UTC); never if absent (a lifetime quota; on update, the refill it had).",
+)
 grace_option = click.option(
     "--grace",
     callback=duration,
@@ -386,6 +401,8 @@ def emit(as_json: bool, row: dict[str, Any], text: str, err: bool = False) -> No
 @click.option("--name", required=True, help="Who the key belongs to.")
 @click.option("--expires-in", callback=duration, help="e.g. 90d; never expires if absent.")
 @settings_options
+@quota_option
+@quota_refill_option
 @click.pass_obj
 def create(
     op: Operator,
@@ -394,10 +411,14 @@ def create(
     expires_in: float | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    quota: int | None,
+    quota_refill: str | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
     """Issue a key and print its token, once."""
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
     with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.create(
             name,
@@ -405,6 +426,8 @@ def create(
             expires_in=expires_in,
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
+            quota=quota or None,
+            quota_refill=quota_refill,
         )
     print_token(token, record, as_json)
 
@@ -523,6 +546,8 @@ switch_command("enable", "Accept a disabled key again (a revoked key stays revok
 @keys.command()
 @click.argument("key_id")
 @settings_options
+@quota_option
+@quota_refill_option
 @click.pass_obj
 def update(
     op: Operator,
@@ -530,20 +555,33 @@ def update(
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
+    quota: int | None,
+    quota_refill: str | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Change a key's scopes, rate limit or metadata without rotating it.
+    """Change a key's scopes, rate limit, metadata or quota without rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
-    default; --metadata KEY=VALUE sets one entry and KEY= removes it. A key in a rotation
-    changes with its successor and a predecessor still in its grace period.
+    default; --metadata KEY=VALUE sets one entry and KEY= removes it; --quota N tops the
+    quota up: N units from now on, counted afresh (what was spent is forgotten), and
+    --quota 0 removes it. A key in a rotation changes with its successor and a
+    predecessor still in its grace period (one quota, spent by all of their tokens).
     """
-    if scopes is None and rate_limit is None and not metadata:
-        raise click.UsageError("give --scopes, --rate-limit or --metadata")
+    if scopes is None and rate_limit is None and not metadata and quota is None:
+        raise click.UsageError("give --scopes, --rate-limit, --metadata or --quota")
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
     with op.writing(env_file) as keys:
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
-        record = keys.update(key_id, scopes=scopes, rate_limit=limit, metadata=metadata)
+        record = keys.update(
+            key_id,
+            scopes=scopes,
+            rate_limit=limit,
+            metadata=metadata,
+            quota=quota,
+            quota_refill=quota_refill,
+        )
         row = describe(record, keys)
         others = [other.key_id for other in keys.rotation_of(record)[1:]]
     rotation = f", and with it {', '.join(others)} (the same key, mid-rotation)" if others else ""
@@ -775,6 +813,7 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
         "state": state,
         "scopes": list(record.scopes),
         "rate_limit": record.rate_limit,
+        "quota": quota_text(record.quota),
         "created": when(record.created_at),
         "expires": when(record.expires_at),
         "revoked": when(record.revoked_at),
@@ -785,6 +824,14 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
         "imported": record.imported or None,
         "metadata": dict(record.metadata),
     }
+
+
+def quota_text(quota: Quota | None) -> str | None:
+    """``10000 monthly since 2026-12-08T01:30:00Z`` (the allowance, its refill, and
+    when it was last set, from which its count runs)."""
+    if quota is None:
+        return None
+    return f"{quota.allowance} {quota.refill or 'lifetime'} since {when(quota.since)}"
 
 
 def cell(value: object) -> str:

@@ -22,7 +22,7 @@ from guard._batch import Batcher
 from guard.config import GuardConfig
 from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 from guard.observability import signals
-from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
+from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, Quota, StoreUnavailable
 from stores.cache import BoundedCache
 
 #: Seconds between writes of last-use times to the store, per process.
@@ -356,10 +356,15 @@ class Keys:
         expires_in: float | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        quota: int | None = None,
+        quota_refill: str | None = None,
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue and store a new key; the token is returned here and never again.
 
+        :param quota: units the key may spend (each request its view's cost) per
+            ``quota_refill`` period (``1d``, ``30d``, ``monthly``), or over its life if
+            that is ``None``; ``None`` for no quota.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
         """
@@ -377,6 +382,7 @@ class Keys:
                 expires_at=None if expires_in is None else now + expires_in,
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
+                quota=None if quota is None else Quota(quota, quota_refill, now, key_id),
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
@@ -546,8 +552,11 @@ class Keys:
         scopes: Iterable[str] | None = None,
         rate_limit: str | None = None,
         metadata: Mapping[str, str | None] | None = None,
+        quota: int | None = None,
+        quota_refill: str | None = None,
+        now: float | None = None,
     ) -> KeyRecord:
-        """Change a key's scopes, rate limit or metadata without rotating it.
+        """Change a key's scopes, rate limit, metadata or quota without rotating it.
 
         A key in a rotation is one credential with two tokens: the change applies to the
         record named, to its successor, and to a predecessor still in its grace period,
@@ -557,11 +566,26 @@ class Keys:
         :param scopes: the new scopes (all of them), or ``None`` to keep them.
         :param rate_limit: the new limit, ``""`` for the service's default, ``None`` to keep.
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
+        :param quota: a top-up: the allowance from now on, its count started afresh at
+            ``now`` (whatever was spent of the old one is forgotten); ``0`` removes the
+            quota; ``None`` keeps it as it is.
+        :param quota_refill: with ``quota``, its refill (``None``: the one it had, or
+            none, a lifetime quota, for a key that had no quota).
         :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
 
-        def change(record: KeyRecord) -> KeyRecord:
+        at = self.clock() if now is None else now
+
+        def topped_up(named: KeyRecord) -> Quota | None:
+            # One Quota for the whole rotation: its tokens spend from one count.
+            if not quota:
+                return None
+            old = named.quota
+            refill = quota_refill or (old.refill if old is not None else None)
+            return Quota(quota, refill, at, named.key_id if old is None else old.counter)
+
+        def change(record: KeyRecord, top_up: Quota | None) -> KeyRecord:
             merged = dict(record.metadata)
             for field, value in (metadata or {}).items():
                 if value is None:
@@ -574,11 +598,13 @@ class Keys:
                     scopes=record.scopes if scopes is None else tuple(scopes),
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
+                    quota=record.quota if quota is None else top_up,
                 )
 
         def attempt() -> KeyRecord:
             related = self.rotation_of(self.store.require(key_id))
-            changes = [(record, change(record)) for record in related]
+            top_up = topped_up(related[0])
+            changes = [(record, change(record, top_up)) for record in related]
             writes = [new for old, new in changes if new != old]
             if writes:
                 self._write(*writes, expected={record.key_id: record for record in related})

@@ -75,6 +75,7 @@ KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
             "too_many_failed_attempts",
             "insufficient_scope",
             "rate_limited",
+            "quota_exceeded",
             "route_rate_limited",
             "limiter_unavailable",
             "body_too_large",

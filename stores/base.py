@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 from . import registry
-from .errors import Conflict, InvalidRecord, KeyNotFound
+from .errors import Conflict, InvalidRecord, KeyNotFound, OwnersUnsupported
 
 #: How a quota refills: every day or every 30 days from when it was set, or on the first
 #: of each month (UTC). A quota with no refill is spent once, over the key's life.
@@ -87,6 +87,9 @@ class KeyRecord:
     #: A usage quota on top of the rate limits (``None``: none). Absent from records
     #: written before it existed.
     quota: Quota | None = None
+    #: Who the key belongs to (a team, a service, a customer): the owner's limits and
+    #: quota, if it has any (:class:`OwnerRecord`), are shared by all of its keys.
+    owner: str | None = None
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``,
@@ -234,6 +237,15 @@ def _is_quota(value: object) -> bool:
     )
 
 
+_OWNER_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+def _is_owner_name(value: object) -> bool:
+    # Plain: an owner's name is a Redis key, a pub/sub word and a metrics label value.
+    return isinstance(value, str) and _OWNER_NAME.fullmatch(value) is not None
+
+
+_OWNER_RULE = "1 to 128 letters, digits or . _ : @ -"
 _TEXT = "1 to 256 printable characters"
 _TIME = "seconds since the epoch, not negative"
 _QUOTA = (
@@ -263,6 +275,7 @@ _CHECKS = {
     "imported": ("imported", _is_flag, "true or false"),
     "disabled": ("disabled", _is_flag, "true or false"),
     "quota": ("quota", _optional(_is_quota), _QUOTA),
+    "owner": ("owner", _optional(_is_owner_name), f"absent, or {_OWNER_RULE}"),
 }
 # Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {
@@ -270,6 +283,55 @@ _FIELDS = {
     for field in dataclasses.fields(KeyRecord)
     for name, check, rule in [_CHECKS[field.name]]
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnerRecord:
+    """An owner's own limits and quota, shared by every key naming it (``owner``), on top
+    of each key's own: a client who mints more keys gets no more.
+
+    Security property: built only with values every reader takes back (checked here, so
+    a bad one is never saved).
+
+    :raises InvalidRecord: naming the field that is wrong.
+    """
+
+    name: str
+    #: Limits as a key's (``1000/minute;50000/day``); ``None``: none of the owner's own.
+    rate_limit: str | None = None
+    quota: Quota | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_owner_name(self.name):
+            raise InvalidRecord(f"field 'name' has an invalid value: {_OWNER_RULE}")
+        if not (self.rate_limit is None or _is_text(self.rate_limit)):
+            raise InvalidRecord(f"field 'rate_limit' has an invalid value: absent, or {_TEXT}")
+        if not (
+            self.quota is None
+            or (isinstance(self.quota, Quota) and _is_quota(self.quota.to_dict()))
+        ):
+            raise InvalidRecord(f"field 'quota' has an invalid value: {_QUOTA}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.rate_limit is not None:
+            out["rate_limit"] = self.rate_limit
+        if self.quota is not None:
+            out["quota"] = self.quota.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> OwnerRecord:
+        """:raises InvalidRecord: unless ``data`` is what :meth:`to_dict` writes."""
+        if not isinstance(data, Mapping) or not set(data) <= {"name", "rate_limit", "quota"}:
+            raise InvalidRecord("an owner record is an object of name, rate_limit and quota")
+        quota = data.get("quota")
+        # Each value is checked by __post_init__.
+        return cls(
+            data.get("name", ""),
+            data.get("rate_limit"),
+            None if quota is None else Quota.from_dict(quota),
+        )
 
 
 class Listing(NamedTuple):
@@ -347,6 +409,32 @@ class KeyStore(abc.ABC):
         :raises ReadOnlyStore: if the store cannot be written at run time.
         """
 
+    # -- owners: a store that keeps them overrides all four ---------------------------
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        """The owner ``name``'s record, or ``None`` if it has none (its keys then share
+        no limits: an owner with nothing set is only a label).
+
+        :raises OwnersUnsupported: this default, for a store that keeps no owners.
+        """
+        raise OwnersUnsupported(type(self).__name__)
+
+    def owners(self) -> list[OwnerRecord]:
+        """Every owner record, in no particular order."""
+        raise OwnersUnsupported(type(self).__name__)
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        """Store ``owner`` (new, or replacing the same name's), telling every process
+        that caches it, as :meth:`save` does for keys.
+
+        :raises ReadOnlyStore: if the store cannot be written at run time.
+        """
+        raise OwnersUnsupported(type(self).__name__)
+
+    def delete_owner(self, name: str) -> bool:
+        """Remove ``name``'s record (its keys keep naming it); whether there was one."""
+        raise OwnersUnsupported(type(self).__name__)
+
     def touch(self, used: Mapping[str, float]) -> None:
         """Record when keys were last used (``key_id -> time``), keeping the latest.
 
@@ -398,6 +486,16 @@ class InProcessStore(KeyStore):
 
     def records(self) -> list[KeyRecord]:
         return list(self._records.values())
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        return self._owners.get(name)
+
+    def owners(self) -> list[OwnerRecord]:
+        return list(self._owners.values())
+
+    @functools.cached_property
+    def _owners(self) -> dict[str, OwnerRecord]:
+        return {}
 
 
 def check_expected(

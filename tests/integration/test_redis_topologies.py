@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from stores import KeyRecord, RedisStore, from_url
-from stores.testing import MakeStore, WritableStoreContract
+from stores.testing import MakeStore, OwnerStoreContract, WritableStoreContract
 from tests.conftest import Api
 from tests.redis_topologies import ClusterSetup, SentinelSetup
 
@@ -47,7 +47,7 @@ def stores_on(url: str) -> Iterator[MakeStore]:
         store.close()
 
 
-class TestSentinelStore(WritableStoreContract):
+class TestSentinelStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, sentinel: SentinelSetup) -> Iterator[MakeStore]:
         with sentinel.master.client() as master:
@@ -55,7 +55,7 @@ class TestSentinelStore(WritableStoreContract):
         yield from stores_on(sentinel.url)
 
 
-class TestClusterStore(WritableStoreContract):
+class TestClusterStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, cluster: ClusterSetup) -> Iterator[MakeStore]:
         cluster.flush()

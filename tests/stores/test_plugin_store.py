@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 import stores
-from stores import InvalidStoreURL, KeyRecord, KeyStore
+from stores import InvalidStoreURL, KeyRecord, KeyStore, OwnerRecord, OwnersUnsupported
 from stores.testing import MakeStore, WritableStoreContract
 
 
@@ -37,6 +37,14 @@ class TestPluginStore(WritableStoreContract):
             return store
 
         return make
+
+
+def test_a_store_written_before_owners_refuses_them_by_name() -> None:
+    store = stores.from_url("plugin://owners")
+    with pytest.raises(OwnersUnsupported, match="the PluginStore store keeps no owners"):
+        store.get_owner("acme")
+    with pytest.raises(OwnersUnsupported):
+        store.save_owner(OwnerRecord("acme", rate_limit="10/minute"))
 
 
 def test_the_plugin_is_found_by_its_entry_point_and_imported_only_when_used() -> None:

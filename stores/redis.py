@@ -162,6 +162,21 @@ def _split_multi_host(url: str) -> tuple[str, dict[str, str], list[tuple[str, in
 # ARGV: n, m, then (json, id, digest or "") per record written, then per compared key
 # its expected json ("" for "no such key"). Returns the positions (1..m) that differ;
 # nothing is written unless that list is empty.
+#: An owner's record written (ARGV[1] its JSON) or, with ARGV[1] empty, removed, with
+#: its name (ARGV[2]) in or out of the set of owners, at once: KEYS[1] the record,
+#: KEYS[2] the set. Replies whether a record was there before.
+OWNER_SCRIPT = """
+local existed = redis.call('EXISTS', KEYS[1])
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+return existed
+"""
+
 SAVE_SCRIPT = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local changed = {}
@@ -234,6 +249,7 @@ class RedisStore(KeyStore):
         self.cache = RecordCache(cache_ttl)
         self.owner_cache: BoundedCache[str, OwnerRecord | None] = BoundedCache(10_000, cache_ttl)
         self._save = self.client.register_script(SAVE_SCRIPT)
+        self._owner_write = self.client.register_script(OWNER_SCRIPT)
         self.denials = DenialLog(
             f"the key store ({redact(url)})", self.client, store_needs(self.prefix, self.channel)
         )
@@ -348,27 +364,19 @@ class RedisStore(KeyStore):
         return [owner for owner in found if owner is not None]
 
     def save_owner(self, owner: OwnerRecord) -> None:
-        with self._errors():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(self._owner_key(owner.name), json.dumps(owner.to_dict()))
-            pipe.sadd(f"{self.prefix}owners", owner.name)
-            pipe.execute()
-        self._owner_changed(owner.name)
+        self._write_owner(owner.name, json.dumps(owner.to_dict()))
 
     def delete_owner(self, name: str) -> bool:
-        with self._errors():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(self._owner_key(name))
-            pipe.srem(f"{self.prefix}owners", name)
-            deleted, _ = pipe.execute()
-        self._owner_changed(name)
-        return bool(deleted)
+        return self._write_owner(name, "")
 
-    def _owner_changed(self, name: str) -> None:
-        # Every worker drops its cached copy, as for a key's record.
+    def _write_owner(self, name: str, raw: str) -> bool:
+        keys = [self._owner_key(name), f"{self.prefix}owners"]
         with self._errors():
+            existed = self._owner_write(keys=keys, args=[raw, name])
+            # Every worker drops its cached copy, as for a key's record.
             self.client.publish(self.channel, f"owner:{name}")
         self.owner_cache.discard(name)
+        return bool(existed)
 
     def _owner_key(self, name: str) -> str:
         return f"{self.prefix}owner:{name}"

@@ -126,3 +126,40 @@ def test_the_usage_quotas_commands_run_as_written(sqlite_url: str) -> None:
     assert shown["trial"].startswith("500 lifetime since ")
     bash("guard keys update " + update.replace("0123456789abcdef", acme))
     assert json.loads(bash(f"guard keys show {acme} --json"))["quota"] is None
+
+
+def test_the_owners_example(guard_environment: None) -> None:
+    [example] = blocks("Owners", "python")
+    run_block(example)  # its asserts are the client's view
+
+
+def test_the_owners_commands_run_as_written(sqlite_url: str, tmp_path: Path) -> None:
+    [commands] = blocks("Owners", "sh")
+    guard = Path(sys.executable).with_name("guard")  # the console script pip installed
+    env = {
+        "PATH": f"{guard.parent}:/usr/bin:/bin",
+        "GUARD_SECRET_KEY": SECRET,
+        "GUARD_PEPPER": PEPPER,
+        "GUARD_STORE_URL": sqlite_url,
+    }
+    setup, rest = commands.split("\nguard owners unset ", 1)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", setup],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "acme-ci" in done.stdout and "acme-web" in done.stdout  # keys list --owner
+    assert "keys         2" in done.stdout  # owners show
+    assert (tmp_path / "ci-token.txt").read_text().startswith("gk_")
+    unset = subprocess.run(
+        ["bash", "-c", "guard owners unset " + rest],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert unset.returncode == 0 and "unset owner acme" in unset.stderr

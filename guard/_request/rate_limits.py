@@ -44,7 +44,7 @@ from guard._counting.plan import (
 )
 from guard._request.state import RequestState, refuse
 from guard.errors import GuardUnavailable, QuotaExceeded, RateLimited, retry_later
-from stores import KeyRecord
+from stores import KeyRecord, OwnerRecord
 from stores.cache import BoundedCache
 from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
 
@@ -211,23 +211,23 @@ class RateLimits:
 
     def enforce(self, state: RequestState, record: KeyRecord, cost: Callable[[], int]) -> None:
         """The rate-limit stage: count the request under each of its key's limits (or the
-        default's) and spend its ``cost`` from the key's quota; refuse it (429) over any
-        limit or with the quota spent, or (503) when the storage failed and limits fail
-        closed.
+        default's) and its owner's, and spend its ``cost`` from the key's quota and its
+        owner's; refuse it (429) over any limit or with a quota spent, or (503) when the
+        storage failed and limits fail closed.
 
-        A key with a quota is counted exactly, in one storage call with its limits (one
-        script on Redis), not from a lease: a lease's units held by one process could
-        not be spent by another, and a quota's last units must go to whoever asks. A
-        key without one costs what it did (the cost is not even asked for).
+        A key with a quota, or an owner with limits or a quota, is counted exactly, in
+        one storage call for all of them (one script on Redis), not from a lease: a
+        lease's units held by one process could not be spent by another, and a quota's
+        last units must go to whoever asks; an owner's windows are shared by keys whose
+        leases would each hold some. A key with neither costs what it did (the cost is
+        not even asked for).
         """
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         hit = self._key_hit
-        if record.quota is not None:
-            spend = cost()
-            if spend:
-                now = time.time()
-                plan = (*plan, charge("quota", record.key_id, record.quota, spend, now))
-                hit = self._hit
+        if record.quota is not None or state.owner is not None:
+            shared = self._shared(plan, record, state.owner, cost)
+            if shared is not plan:  # anything more than the key's own windows
+                plan, hit = shared, self._hit
         try:
             state.windows = hit(plan)()
         except limits.errors.StorageError:
@@ -239,6 +239,23 @@ class RateLimits:
             spent = any(window.item is None for window in refused)
             kind = QuotaExceeded if spent else RateLimited
             refuse(state, kind, kind.error, retry_after(state.windows))
+
+    def _shared(
+        self, plan: Plan, record: KeyRecord, owner: OwnerRecord | None, cost: Callable[[], int]
+    ) -> Plan:
+        """``plan`` (the key's own windows) with its owner's windows, and the charges of
+        the key's quota and its owner's for this request (none when it costs 0)."""
+        if owner is not None and owner.rate_limit is not None:
+            plan = (*plan, *self.plan(owner.rate_limit, "owner", owner.name))
+        quotas = [("quota", record.key_id, record.quota)]
+        if owner is not None:
+            quotas.append(("owner-quota", owner.name, owner.quota))
+        spend = cost() if any(quota is not None for _, _, quota in quotas) else 0
+        if not spend:
+            return plan
+        now = time.time()
+        charges = (charge(name, who, quota, spend, now) for name, who, quota in quotas if quota)
+        return (*plan, *charges)
 
     def count_failure(self, client: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.

@@ -22,7 +22,7 @@ from flask import Request, has_request_context, request
 
 from guard._counting.plan import Window
 from guard.errors import RequestRejected
-from stores import KeyRecord
+from stores import KeyRecord, OwnerRecord
 
 #: Where the request's :class:`RequestState` lives in the WSGI environ.
 STATE = "guard.state"
@@ -67,6 +67,8 @@ class RequestState:
     policy: Policy | None = None
     #: The authenticated key, once verified.
     key: KeyRecord | None = None
+    #: The record of the key's owner, when it names one that has a record.
+    owner: OwnerRecord | None = None
     #: The key id a refused token named, for the audit trail.
     key_id: str | None = None
     outcome: str = "allowed"

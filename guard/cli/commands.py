@@ -43,6 +43,7 @@ from stores import (
     KeyRecord,
     Listing,
     MemoryStore,
+    OwnerRecord,
     Quota,
     ReadOnlyStore,
     StoreError,
@@ -403,10 +404,12 @@ def emit(as_json: bool, row: dict[str, Any], text: str, err: bool = False) -> No
 @settings_options
 @quota_option
 @quota_refill_option
+@click.option("--owner", help="Who owns the key: its limits and quota are shared by its keys.")
 @click.pass_obj
 def create(
     op: Operator,
     name: str,
+    owner: str | None,
     scopes: list[str] | None,
     expires_in: float | None,
     rate_limit: str | None,
@@ -428,6 +431,7 @@ def create(
             metadata={k: v for k, v in metadata.items() if v is not None},
             quota=quota or None,
             quota_refill=quota_refill,
+            owner=owner,
         )
     print_token(token, record, as_json)
 
@@ -439,10 +443,16 @@ STATES = ("active", "in grace period", "revoked", "expired", "rotated", "disable
 @click.option("--state", type=click.Choice(STATES), help="Only keys in this state.")
 @click.option("--name", "pattern", help="Only keys whose name matches this glob.")
 @click.option("--scope", help="Only keys holding this scope.")
+@click.option("--owner", help="Only keys of this owner.")
 @json_option
 @click.pass_obj
 def list_keys(
-    op: Operator, state: str | None, pattern: str | None, scope: str | None, as_json: bool
+    op: Operator,
+    state: str | None,
+    pattern: str | None,
+    scope: str | None,
+    owner: str | None,
+    as_json: bool,
 ) -> None:
     """List keys (never a secret or a digest), optionally filtered."""
     keys = op.keys
@@ -454,6 +464,7 @@ def list_keys(
             for r in records
             if (pattern is None or fnmatch.fnmatchcase(r.name, pattern))
             and (scope is None or scope in r.scopes)
+            and (owner is None or r.owner == owner)
         ]
         rows = [describe(record, keys) for record in records]
     rows = [row for row in rows if state is None or row["state"] == state]
@@ -810,6 +821,7 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
     return {
         "id": record.key_id,
         "name": record.name,
+        "owner": record.owner,
         "state": state,
         "scopes": list(record.scopes),
         "rate_limit": record.rate_limit,
@@ -900,6 +912,120 @@ def store_check(ctx: click.Context) -> None:
             "the Redis user cannot do all the guard needs (docs/deployment.md gives the "
             "minimal ACL)"
         )
+
+
+# -- owners: limits and a quota shared by the keys naming them ----------------------------
+
+
+@cli.group()
+def owners() -> None:
+    """Manage owners: limits and a quota shared by every key of one owner."""
+
+
+@contextlib.contextmanager
+def owner_writes(op: Operator) -> Iterator[Keys]:
+    """The keys whose store an owner command changes. An ``env://`` store is changed in
+    place, to be refused: its variable holds keys only, no owners."""
+    if isinstance(op.keys.store, EnvStore):
+        with operator_errors():
+            yield op.keys
+        return
+    with op.writing(None) as keys:
+        yield keys
+
+
+def owner_row(owner: OwnerRecord, keys: Keys) -> dict[str, Any]:
+    """What an operator sees of an owner, with how many keys name it."""
+    named = sum(1 for record in keys.store.records() if record.owner == owner.name)
+    return {
+        "name": owner.name,
+        "rate_limit": owner.rate_limit,
+        "quota": quota_text(owner.quota),
+        "keys": named,
+    }
+
+
+def owner_rate_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """As ``--rate-limit`` for keys, with ``none`` for no limits of the owner's own."""
+    return value if value == "none" else rate_limit(ctx, param, value)
+
+
+@owners.command("set")
+@click.argument("name")
+@click.option(
+    "--rate-limit",
+    callback=owner_rate_limit,
+    help="The owner's own limits, e.g. 1000/minute;50000/day ('none' removes them).",
+)
+@quota_option
+@quota_refill_option
+@json_option
+@click.pass_obj
+def owners_set(
+    op: Operator,
+    name: str,
+    rate_limit: str | None,
+    quota: int | None,
+    quota_refill: str | None,
+    as_json: bool,
+) -> None:
+    """Set an owner's limits and quota, shared by all of its keys on top of each key's
+    own; what is not given is kept. --quota N counts afresh from now (0 removes it)."""
+    if rate_limit is None and quota is None:
+        raise click.UsageError("give --rate-limit or --quota")
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
+    with owner_writes(op) as keys:
+        limit = None if rate_limit is None else ("" if rate_limit == "none" else rate_limit)
+        owner = keys.set_owner(name, rate_limit=limit, quota=quota, quota_refill=quota_refill)
+        row = owner_row(owner, keys)
+    emit(as_json, row, f"set owner {name}: {row['rate_limit'] or 'no limits'}", err=True)
+
+
+@owners.command("show")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def owners_show(op: Operator, name: str, as_json: bool) -> None:
+    """Show an owner's limits, quota and number of keys."""
+    keys = op.keys
+    with operator_errors():
+        owner = keys.store.get_owner(name)
+        if owner is None:
+            raise click.ClickException(f"no owner named {name}")
+        row = owner_row(owner, keys)
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    for field, value in row.items():
+        click.echo(f"{field:<12} {cell(value)}")
+
+
+@owners.command("list")
+@json_option
+@click.pass_obj
+def owners_list(op: Operator, as_json: bool) -> None:
+    """List the owners that have limits or a quota."""
+    keys = op.keys
+    with operator_errors():
+        found = sorted(keys.store.owners(), key=lambda owner: owner.name)
+        rows = [owner_row(owner, keys) for owner in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo("  ".join(cell(row[c]) for c in ("name", "rate_limit", "quota", "keys")))
+
+
+@owners.command("unset")
+@click.argument("name")
+@click.pass_obj
+def owners_unset(op: Operator, name: str) -> None:
+    """Remove an owner's limits and quota (its keys keep naming it, and share nothing)."""
+    with owner_writes(op) as keys:
+        if not keys.store.delete_owner(name):
+            raise click.ClickException(f"no owner named {name}")
+    click.echo(f"unset owner {name}", err=True)
 
 
 def main() -> None:

@@ -22,7 +22,15 @@ from guard._batch import Batcher
 from guard.config import GuardConfig
 from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 from guard.observability import signals
-from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, Quota, StoreUnavailable
+from stores import (
+    Conflict,
+    InvalidRecord,
+    KeyRecord,
+    KeyStore,
+    OwnerRecord,
+    Quota,
+    StoreUnavailable,
+)
 from stores.cache import BoundedCache
 
 #: Seconds between writes of last-use times to the store, per process.
@@ -118,6 +126,19 @@ def _settings_checked() -> Iterator[None]:
 class _Remembered(NamedTuple):
     key_id: str
     digest: str
+
+
+def _topped_up(
+    allowance: int, refill: str | None, old: Quota | None, counter: str, at: float
+) -> Quota | None:
+    """A quota set (or topped up) at ``at``: ``allowance`` counted afresh from then, with
+    ``refill`` or else the one ``old`` had; no quota for an allowance of 0. The count
+    keeps ``old``'s name, so a rotation's tokens, or an owner's keys, share it."""
+    if not allowance:
+        return None
+    if old is None:
+        return Quota(allowance, refill, at, counter)
+    return Quota(allowance, refill or old.refill, at, old.counter)
 
 
 def _fingerprint(token: str) -> bytes:
@@ -358,6 +379,7 @@ class Keys:
         metadata: Mapping[str, str] | None = None,
         quota: int | None = None,
         quota_refill: str | None = None,
+        owner: str | None = None,
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue and store a new key; the token is returned here and never again.
@@ -365,6 +387,8 @@ class Keys:
         :param quota: units the key may spend (each request its view's cost) per
             ``quota_refill`` period (``1d``, ``30d``, ``monthly``), or over its life if
             that is ``None``; ``None`` for no quota.
+        :param owner: who the key belongs to: the owner's limits and quota (see
+            :meth:`set_owner`) are shared by all of its keys, on top of each key's own.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
         """
@@ -383,6 +407,7 @@ class Keys:
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
                 quota=None if quota is None else Quota(quota, quota_refill, now, key_id),
+                owner=owner,
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
@@ -577,14 +602,6 @@ class Keys:
 
         at = self.clock() if now is None else now
 
-        def topped_up(named: KeyRecord) -> Quota | None:
-            # One Quota for the whole rotation: its tokens spend from one count.
-            if not quota:
-                return None
-            old = named.quota
-            refill = quota_refill or (old.refill if old is not None else None)
-            return Quota(quota, refill, at, named.key_id if old is None else old.counter)
-
         def change(record: KeyRecord, top_up: Quota | None) -> KeyRecord:
             merged = dict(record.metadata)
             for field, value in (metadata or {}).items():
@@ -603,7 +620,9 @@ class Keys:
 
         def attempt() -> KeyRecord:
             related = self.rotation_of(self.store.require(key_id))
-            top_up = topped_up(related[0])
+            # One Quota for the whole rotation: its tokens spend from one count.
+            named = related[0]
+            top_up = _topped_up(quota or 0, quota_refill, named.quota, named.key_id, at)
             changes = [(record, change(record, top_up)) for record in related]
             writes = [new for old, new in changes if new != old]
             if writes:
@@ -611,6 +630,42 @@ class Keys:
             return changes[0][1]
 
         return self._retrying(attempt)
+
+    # -- owners ------------------------------------------------------------------------
+
+    def set_owner(
+        self,
+        name: str,
+        *,
+        rate_limit: str | None = None,
+        quota: int | None = None,
+        quota_refill: str | None = None,
+        now: float | None = None,
+    ) -> OwnerRecord:
+        """Create or change the owner ``name``: limits and a quota shared by every key
+        naming it, on top of each key's own. Every worker sees the change as fast as a
+        key's (the store publishes it as it does a revocation).
+
+        :param rate_limit: the owner's limits (``1000/minute;50000/day``); ``""`` removes
+            them, ``None`` keeps what it had.
+        :param quota: as :meth:`update`'s: the allowance from now on, counted afresh;
+            ``0`` removes it, ``None`` keeps it.
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
+        """
+        old = self.store.get_owner(name)
+        at = self.clock() if now is None else now
+        kept_limit = None if old is None else old.rate_limit
+        kept_quota = None if old is None else old.quota
+        with _settings_checked():
+            owner = OwnerRecord(
+                name,
+                rate_limit=kept_limit if rate_limit is None else (rate_limit or None),
+                quota=kept_quota
+                if quota is None
+                else _topped_up(quota, quota_refill, kept_quota, name, at),
+            )
+        self.store.save_owner(owner)
+        return owner
 
     def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
         """``record``, then its successors, then its predecessors still in their grace

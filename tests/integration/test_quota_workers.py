@@ -1,11 +1,14 @@
-"""A quota on real gunicorn workers sharing one real redis-server: spent concurrently,
-it admits exactly its allowance, never one more, and each request costs one script call
-counting the limits and the quota together."""
+"""Quotas and owners on real gunicorn workers sharing one real redis-server: a quota
+spent concurrently admits exactly its allowance, never one more, each request costing one
+script call counting the limits and the quota together; two keys of one owner share its
+limit, and an owner's change reaches every worker."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -13,7 +16,7 @@ import redis
 from guard import Keys, TokenCodec
 from stores import RedisStore
 from tests.conftest import PEPPER, SECRET
-from tests.gunicorn import Gunicorn
+from tests.gunicorn import Gunicorn, get
 from tests.integration.shared_workers import burst
 
 pytestmark = pytest.mark.redis
@@ -57,3 +60,22 @@ def test_a_quota_spent_by_200_concurrent_requests_admits_exactly_its_allowance(
 def _only_key(keys: Keys) -> str:
     (record,) = keys.store.records()
     return record.key_id
+
+
+def test_two_keys_of_one_owner_share_its_limit_across_the_workers(
+    workers: tuple[Gunicorn, Keys, redis.Redis],
+) -> None:
+    server, keys, _ = workers
+    keys.set_owner("acme", rate_limit="30/minute")
+    first, _ = keys.create("a", scopes=["orders:read"], owner="acme")
+    second, _ = keys.create("b", scopes=["orders:read"], owner="acme")
+    url = f"{server.url}/orders"
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda n: get(url, (first, second)[n % 2]), range(100)))
+    assert Counter(answers) == {200: 30, 429: 70}
+    # The owner's new limit reaches both workers as fast as a key change.
+    changed = time.monotonic()
+    keys.set_owner("acme", rate_limit="1000/minute")
+    while set(burst(url, first, 8)) != {200}:
+        assert time.monotonic() - changed < 1, "the owner's change did not reach the workers"
+    assert set(burst(url, second, 16)) == {200}

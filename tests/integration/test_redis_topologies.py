@@ -87,6 +87,33 @@ def test_guard_limits_exactly_on_sentinel_and_cluster(
 
 
 @pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_quotas_and_owners_count_on_sentinel_and_cluster(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    setup = request.getfixturevalue(topology)
+    url = setup.url
+    api = Api(GUARD_STORE_URL=url, GUARD_RATELIMIT_STORAGE_URL=url, GUARD_RATE_LIMIT="100/minute")
+    owner = f"owner-{time.monotonic_ns()}"
+    try:
+        with api.app.app_context():
+            api.guard.keys.set_owner(owner, rate_limit="4/minute", quota=3)
+        first = api.issue(f"a-{owner}", owner=owner, quota=2)
+        second = api.issue(f"b-{owner}", owner=owner)
+        answers = [
+            api.client.get("/orders", headers=api.bearer(token))
+            for token in (first, first, first, second, second)
+        ]
+    finally:
+        api.close()
+    # The key's quota of 2, then the owner's of 3, shared; refused ones spend nothing.
+    assert [a.status_code for a in answers] == [200, 200, 429, 200, 429]
+    assert [a.json["error"] for a in answers if a.status_code == 429] == [
+        "quota_exceeded",
+        "quota_exceeded",
+    ]
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
 def test_route_limits_count_on_sentinel_and_cluster(
     topology: str, request: pytest.FixtureRequest
 ) -> None:

@@ -109,11 +109,18 @@ class WindowCounters(limits.storage.Storage):
 
 def counter(storage: WindowCounters) -> Hit:
     def count(plan: Plan) -> Reply:
-        counts, admitted = storage.hit(plan)
-        done = tuple(
-            window(limit, hits, seconds_until(ends), admitted)
-            for limit, (hits, ends) in zip(plan, counts, strict=True)
-        )
-        return lambda: done
+        if plan[-1].cost:  # a quota (they come last): spent under one lock with the rest
+            counts, admitted = storage.hit(plan)
+            done = tuple(
+                window(limit, hits, seconds_until(ends), admitted)
+                for limit, (hits, ends) in zip(plan, counts, strict=True)
+            )
+            return lambda: done
+        windows = []
+        for limit in plan:
+            hits, ends = storage.count(limit.key, limit.expiry)
+            windows.append(window(limit, hits, seconds_until(ends)))
+        rates = tuple(windows)
+        return lambda: rates
 
     return count

@@ -233,12 +233,12 @@ class RateLimits:
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
-        refused = [window for window in state.windows if not window.allowed]
-        if refused:
-            # A spent quota is the refusal to name: waiting out a window does not end it.
-            spent = any(window.item is None for window in refused)
-            kind = QuotaExceeded if spent else RateLimited
-            refuse(state, kind, kind.error, retry_after(state.windows))
+        for window in state.windows:
+            if not window.allowed:
+                # A spent quota is the refusal to name: waiting out a window does not end it.
+                spent = any(w.item is None and not w.allowed for w in state.windows)
+                kind = QuotaExceeded if spent else RateLimited
+                refuse(state, kind, kind.error, retry_after(state.windows))
 
     def _shared(
         self, plan: Plan, record: KeyRecord, owner: OwnerRecord | None, cost: Callable[[], int]

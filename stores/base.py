@@ -9,9 +9,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from . import registry
 from .errors import Conflict, InvalidRecord, KeyNotFound, OwnersUnsupported
@@ -332,6 +333,22 @@ class OwnerRecord:
             data.get("rate_limit"),
             None if quota is None else Quota.from_dict(quota),
         )
+
+
+Record = TypeVar("Record", KeyRecord, "OwnerRecord")
+
+
+def parse_stored(kind: type[Record], raw: str, store: str, what: str) -> Record:
+    """The record ``raw`` (its JSON, as a store holds it) is, read by ``kind.from_dict``.
+
+    :raises InvalidRecord: naming the ``store`` and ``what`` (``key 'ID'``, ``owner
+        'NAME'``): one bad record refuses its own key (or its owner's keys), never the
+        whole store.
+    """
+    try:
+        return kind.from_dict(json.loads(raw))
+    except (ValueError, InvalidRecord) as exc:
+        raise InvalidRecord(f"{store}: unreadable record for {what}: {exc}") from exc
 
 
 class Listing(NamedTuple):

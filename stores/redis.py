@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from .base import KeyRecord, KeyStore, Listing, OwnerRecord
+from .base import KeyRecord, KeyStore, Listing, OwnerRecord, parse_stored
 from .cache import BoundedCache, RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
 from .redis_acl import DenialLog, store_needs
@@ -469,21 +469,11 @@ class RedisStore(KeyStore):
         return f"{self.prefix}key:{key_id}"
 
     def _parse(self, raw: str | None, key_id: str) -> KeyRecord | None:
-        if raw is None:
-            return None
-        try:
-            return KeyRecord.from_dict(json.loads(raw))
-        except (ValueError, InvalidRecord) as exc:
-            # One bad record refuses its own key (the caller answers it like an invalid
-            # key), never crashes the request or makes the whole store unavailable.
-            raise InvalidRecord(f"redis: unreadable record for key {key_id!r}: {exc}") from exc
+        # An unreadable record refuses its own key (the caller answers it like an
+        # invalid key), never crashes the request or makes the whole store unavailable.
+        return None if raw is None else parse_stored(KeyRecord, raw, "redis", f"key {key_id!r}")
 
 
 def _parse_owner(raw: str | None, name: str) -> OwnerRecord | None:
-    if raw is None:
-        return None
-    try:
-        return OwnerRecord.from_dict(json.loads(raw))
-    except (ValueError, InvalidRecord) as exc:
-        # Refuses the owner's keys (the request fails closed), never the whole store.
-        raise InvalidRecord(f"redis: unreadable record for owner {name!r}: {exc}") from exc
+    # An unreadable record refuses the owner's keys (503), never the whole store.
+    return None if raw is None else parse_stored(OwnerRecord, raw, "redis", f"owner {name!r}")

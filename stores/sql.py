@@ -57,9 +57,9 @@ except ModuleNotFoundError as exc:  # named in the error an app without the extr
         f"the SQL store needs the sql extra: pip install 'flask-api-guard[sql]' ({exc})"
     ) from exc
 
-from .base import KeyRecord, KeyStore, OwnerRecord
+from .base import KeyRecord, KeyStore, OwnerRecord, parse_stored
 from .cache import BoundedCache, RecordCache
-from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreError, StoreUnavailable
+from .errors import Conflict, InvalidStoreURL, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -581,18 +581,11 @@ def serialize(record: KeyRecord) -> str:
 
 
 def _parse(raw: str, key_id: str) -> KeyRecord:
-    try:
-        return KeyRecord.from_dict(json.loads(raw))
-    except (ValueError, InvalidRecord) as exc:
-        # One bad row refuses its own key, never the whole store.
-        raise InvalidRecord(f"sql: unreadable record for key {key_id!r}: {exc}") from exc
+    return parse_stored(KeyRecord, raw, "sql", f"key {key_id!r}")
 
 
 def _parse_owner(raw: str, name: str) -> OwnerRecord:
-    try:
-        return OwnerRecord.from_dict(json.loads(raw))
-    except (ValueError, InvalidRecord) as exc:
-        raise InvalidRecord(f"sql: unreadable record for owner {name!r}: {exc}") from exc
+    return parse_stored(OwnerRecord, raw, "sql", f"owner {name!r}")
 
 
 def _check_dialect(engine: sa.Engine) -> None:

@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PEPPER, SECRET, Api
-
-GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
-
-
-def guard(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
-    return subprocess.run(
-        [str(GUARD), "--store", url, *args], env=env, capture_output=True, text=True, timeout=60
-    )
+from tests.conftest import Api
+from tests.guard_command import guard
 
 
 def statuses(api: Api, *tokens: str) -> list[int]:

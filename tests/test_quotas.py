@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from flask import Flask, Request, jsonify
@@ -17,20 +14,8 @@ from flask import Flask, Request, jsonify
 from guard import Guard, QuotaExceeded, RateLimited
 from stores import InvalidRecord, KeyRecord, Quota
 from stores.testing import ALICE
-from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
-
-GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
-
-
-def guard(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
-    return subprocess.run(
-        [str(GUARD), "--store", url, "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.conftest import LOCAL_CONFIG, Api
+from tests.guard_command import guard_keys as guard
 
 
 def seconds_to_next_month(now: float) -> float:

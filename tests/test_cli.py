@@ -519,7 +519,7 @@ def test_update_changes_a_key_without_rotating_it(shell: Shell) -> None:
     assert shell.ok("keys", "verify", stdin=created["token"], **shell.sourced()).returncode == 0
     nothing = shell.guard("keys", "update", created["id"], **shell.sourced())
     assert nothing.returncode == 2
-    assert "give --scopes, --rate-limit, --metadata or --quota" in nothing.stderr
+    assert "give --scopes, --rate-limit, --metadata, --quota or --owner" in nothing.stderr
 
 
 def test_list_filters_by_state_name_and_scope(shell: Shell) -> None:

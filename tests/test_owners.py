@@ -158,6 +158,21 @@ def test_an_operator_sets_lists_shows_and_unsets_owners(sqlite_url: str) -> None
     api.close()
 
 
+def test_an_operator_moves_a_key_to_another_owner_and_its_rotation_moves_with_it(
+    sqlite_url: str,
+) -> None:
+    made = guard(sqlite_url, "keys", "create", "--name", "a", "--owner", "acme", "--json")
+    key_id = json.loads(made.stdout)["id"]
+    rotated = json.loads(guard(sqlite_url, "keys", "rotate", key_id, "--json").stdout)
+    moved = guard(sqlite_url, "keys", "update", rotated["id"], "--owner", "globex", "--json")
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["owner"] == "globex"
+    old = json.loads(guard(sqlite_url, "keys", "show", key_id, "--json").stdout)
+    assert old["owner"] == "globex"  # the same credential, mid-rotation
+    alone = guard(sqlite_url, "keys", "update", key_id, "--owner", "none", "--json")
+    assert json.loads(alone.stdout)["owner"] is None
+
+
 def test_the_command_refuses_what_no_owner_could_hold(sqlite_url: str) -> None:
     bad = guard(sqlite_url, "owners", "set", "two words", "--rate-limit", "5/minute")
     assert bad.returncode == 2 and "field 'name' has an invalid value" in bad.stderr

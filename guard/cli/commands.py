@@ -559,10 +559,12 @@ switch_command("enable", "Accept a disabled key again (a revoked key stays revok
 @settings_options
 @quota_option
 @quota_refill_option
+@click.option("--owner", help="Move the key to this owner ('none': no owner).")
 @click.pass_obj
 def update(
     op: Operator,
     key_id: str,
+    owner: str | None,
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
@@ -576,11 +578,12 @@ def update(
     --scopes replaces every scope; --rate-limit default goes back to the service's
     default; --metadata KEY=VALUE sets one entry and KEY= removes it; --quota N tops the
     quota up: N units from now on, counted afresh (what was spent is forgotten), and
-    --quota 0 removes it. A key in a rotation changes with its successor and a
-    predecessor still in its grace period (one quota, spent by all of their tokens).
+    --quota 0 removes it; --owner NAME moves it to another owner (none: no owner). A key
+    in a rotation changes with its successor and a predecessor still in its grace period
+    (one quota, spent by all of their tokens).
     """
-    if scopes is None and rate_limit is None and not metadata and quota is None:
-        raise click.UsageError("give --scopes, --rate-limit, --metadata or --quota")
+    if scopes is None and rate_limit is None and not metadata and quota is None and not owner:
+        raise click.UsageError("give --scopes, --rate-limit, --metadata, --quota or --owner")
     if quota_refill is not None and not quota:
         raise click.UsageError("--quota-refill needs a --quota of at least 1")
     with op.writing(env_file) as keys:
@@ -592,6 +595,7 @@ def update(
             metadata=metadata,
             quota=quota,
             quota_refill=quota_refill,
+            owner=None if owner is None else ("" if owner == "none" else owner),
         )
         row = describe(record, keys)
         others = [other.key_id for other in keys.rotation_of(record)[1:]]

@@ -579,9 +579,10 @@ class Keys:
         metadata: Mapping[str, str | None] | None = None,
         quota: int | None = None,
         quota_refill: str | None = None,
+        owner: str | None = None,
         now: float | None = None,
     ) -> KeyRecord:
-        """Change a key's scopes, rate limit, metadata or quota without rotating it.
+        """Change a key's scopes, rate limit, metadata, quota or owner without rotating it.
 
         A key in a rotation is one credential with two tokens: the change applies to the
         record named, to its successor, and to a predecessor still in its grace period,
@@ -596,6 +597,7 @@ class Keys:
             quota; ``None`` keeps it as it is.
         :param quota_refill: with ``quota``, its refill (``None``: the one it had, or
             none, a lifetime quota, for a key that had no quota).
+        :param owner: the key's owner from now on, ``""`` for none, ``None`` to keep it.
         :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
@@ -616,6 +618,7 @@ class Keys:
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
                     quota=record.quota if quota is None else top_up,
+                    owner=record.owner if owner is None else (owner or None),
                 )
 
         def attempt() -> KeyRecord:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -18,20 +15,8 @@ from guard import Keys, KeyStateError, Reason, TokenCodec
 from stores import EnvStore, KeyRecord, KeyStore, MemoryStore, RedisStore, from_url
 from stores.env import render_records
 from stores.testing import ALICE
-from tests.conftest import PEPPER, SECRET, Api
-
-GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
-
-
-def guard(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
-    return subprocess.run(
-        [str(GUARD), "--store", url, "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.conftest import Api
+from tests.guard_command import guard_keys as guard
 
 
 def audited(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

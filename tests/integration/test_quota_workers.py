@@ -79,3 +79,16 @@ def test_two_keys_of_one_owner_share_its_limit_across_the_workers(
     while set(burst(url, first, 8)) != {200}:
         assert time.monotonic() - changed < 1, "the owner's change did not reach the workers"
     assert set(burst(url, second, 16)) == {200}
+
+
+def test_a_key_with_an_owner_and_a_quota_costs_one_script_call_a_request(
+    workers: tuple[Gunicorn, Keys, redis.Redis],
+) -> None:
+    server, keys, admin = workers
+    keys.set_owner("acme", rate_limit="1000/minute;50000/day", quota=1000, quota_refill="1d")
+    token, _ = keys.create("a", scopes=["orders:read"], owner="acme", quota=30)
+    admin.config_resetstat()
+    assert Counter(burst(f"{server.url}/orders", token, 40)) == {200: 30, 429: 10}
+    stats = admin.info("commandstats")["cmdstat_evalsha"]
+    # The key's window, the owner's two, both quotas: one call (no extra round trip).
+    assert stats["calls"] - stats.get("failed_calls", 0) == 40

@@ -1,5 +1,6 @@
 """Quotas and owners on real gunicorn workers sharing one real redis-server: a quota
-spent concurrently admits exactly its allowance, never one more, each request costing one
+spent concurrently, through two workers or two hosts, admits exactly its allowance, never
+one more, each request costing one
 script call counting the limits and the quota together; two keys of one owner share its
 limit, and an owner's change reaches every worker."""
 
@@ -55,6 +56,21 @@ def test_a_quota_spent_by_200_concurrent_requests_admits_exactly_its_allowance(
     # Topped up, it admits the new allowance, as exactly.
     keys.update(_only_key(keys), quota=20)
     assert Counter(burst(f"{server.url}/orders", token, 60, parallel=32)) == {200: 20, 429: 40}
+
+
+def test_across_two_hosts_a_quota_is_never_overspent(
+    workers: tuple[Gunicorn, Keys, redis.Redis], redis_url: str
+) -> None:
+    server, keys, _ = workers
+    other = Gunicorn(2, GUARD_STORE_URL=redis_url, GUARD_RATELIMIT_STORAGE_URL=redis_url)
+    try:
+        token, _ = keys.create("metered", scopes=["orders:read"], quota=50)
+        urls = [f"{host.url}/orders" for host in (server, other)]
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda n: get(urls[n % 2], token), range(200)))
+    finally:
+        other.stop()
+    assert Counter(answers) == {200: 50, 429: 150}
 
 
 def _only_key(keys: Keys) -> str:

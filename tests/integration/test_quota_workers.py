@@ -1,8 +1,8 @@
 """Quotas and owners on real gunicorn workers sharing one real redis-server: a quota
 spent concurrently, through two workers or two hosts, admits exactly its allowance, never
-one more, each request costing one
-script call counting the limits and the quota together; two keys of one owner share its
-limit, and an owner's change reaches every worker."""
+one more, each request costing one script call counting the limits and the quota
+together; two keys of one owner share its limit, and an owner's change reaches every
+worker."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ class Counted(NamedTuple):
     identifier: str
     #: ``limits``' own storage key for (item, policy, identifier); a quota's, unprefixed.
     key: str
-    #: The window's length in seconds (a quota's counter: until its period ends).
+    #: The window's length in seconds (a quota's period's).
     expiry: int
     #: Its entry in ``RateLimit-Policy``.
     quota: str
@@ -154,9 +154,13 @@ def charge(policy: str, identifier: str, quota: Quota, cost: int, now: float) ->
     if end is None:
         entry = f'"{policy}";q={quota.allowance};qu="request"'
         return Counted(policy, None, identifier, key, LIFETIME, entry, quota.allowance, cost)
-    entry = f'"{policy}";q={quota.allowance};w={round(end - start)};qu="request"'
+    length = round(end - start)
+    entry = f'"{policy}";q={quota.allowance};w={length};qu="request"'
     left = max(1, math.ceil(end - now))
-    return Counted(policy, None, identifier, key, left, entry, quota.allowance, cost, left)
+    # The counter lives a whole period from its first spend: past the period's end, so
+    # never gone early, and the same on every request of the period (the script call is
+    # packed once). The next period counts under another name.
+    return Counted(policy, None, identifier, key, length, entry, quota.allowance, cost, left)
 
 
 def window(limit: Counted, count: int, reset_in: int, admitted: bool = True) -> Window:

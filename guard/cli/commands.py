@@ -637,6 +637,11 @@ def show(op: Operator, key_id: str, as_json: bool) -> None:
     keys = op.keys
     with operator_errors():
         row = describe(keys.store.require(key_id), keys)
+    show_row(row, as_json)
+
+
+def show_row(row: dict[str, Any], as_json: bool) -> None:
+    """One record for ``show``: JSON, or a line for each field that has a value."""
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
@@ -1286,11 +1291,7 @@ def owners_show(op: Operator, name: str, as_json: bool) -> None:
         if owner is None:
             raise click.ClickException(f"no owner named {name}")
         row = owner_row(owner, keys)
-    if as_json:
-        click.echo(json.dumps(row, indent=2))
-        return
-    for field, value in row.items():
-        click.echo(f"{field:<12} {cell(value)}")
+    show_row(row, as_json)
 
 
 @owners.command("list")

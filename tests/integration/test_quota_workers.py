@@ -1,7 +1,8 @@
 """Quotas and owners on real gunicorn workers sharing one real redis-server: a quota
-spent concurrently admits exactly its allowance, never one more, each request costing one
-script call counting the limits and the quota together; two keys of one owner share its
-limit, and an owner's change reaches every worker."""
+spent concurrently, through two workers or two hosts, admits exactly its allowance, never
+one more, each request costing one script call counting the limits and the quota
+together; two keys of one owner share its limit, and an owner's change reaches every
+worker."""
 
 from __future__ import annotations
 
@@ -57,6 +58,21 @@ def test_a_quota_spent_by_200_concurrent_requests_admits_exactly_its_allowance(
     assert Counter(burst(f"{server.url}/orders", token, 60, parallel=32)) == {200: 20, 429: 40}
 
 
+def test_across_two_hosts_a_quota_is_never_overspent(
+    workers: tuple[Gunicorn, Keys, redis.Redis], redis_url: str
+) -> None:
+    server, keys, _ = workers
+    other = Gunicorn(2, GUARD_STORE_URL=redis_url, GUARD_RATELIMIT_STORAGE_URL=redis_url)
+    try:
+        token, _ = keys.create("metered", scopes=["orders:read"], quota=50)
+        urls = [f"{host.url}/orders" for host in (server, other)]
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda n: get(urls[n % 2], token), range(200)))
+    finally:
+        other.stop()
+    assert Counter(answers) == {200: 50, 429: 150}
+
+
 def _only_key(keys: Keys) -> str:
     (record,) = keys.store.records()
     return record.key_id
@@ -79,3 +95,16 @@ def test_two_keys_of_one_owner_share_its_limit_across_the_workers(
     while set(burst(url, first, 8)) != {200}:
         assert time.monotonic() - changed < 1, "the owner's change did not reach the workers"
     assert set(burst(url, second, 16)) == {200}
+
+
+def test_a_key_with_an_owner_and_a_quota_costs_one_script_call_a_request(
+    workers: tuple[Gunicorn, Keys, redis.Redis],
+) -> None:
+    server, keys, admin = workers
+    keys.set_owner("acme", rate_limit="1000/minute;50000/day", quota=1000, quota_refill="1d")
+    token, _ = keys.create("a", scopes=["orders:read"], owner="acme", quota=30)
+    admin.config_resetstat()
+    assert Counter(burst(f"{server.url}/orders", token, 40)) == {200: 30, 429: 10}
+    stats = admin.info("commandstats")["cmdstat_evalsha"]
+    # The key's window, the owner's two, both quotas: one call (no extra round trip).
+    assert stats["calls"] - stats.get("failed_calls", 0) == 40

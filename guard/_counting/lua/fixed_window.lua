@@ -1,7 +1,7 @@
 -- One round trip for a hit on each of a key's fixed windows, and on its quotas: KEYS[i]
 -- is the counter of limit i, ARGV[3i-2] its window (s), ARGV[3i-1] its limit, ARGV[3i]
 -- 0 for a rate window (every hit counts 1 there) or, for a quota, the cost this hit
--- spends (its counter lives ARGV[3i-2] seconds, until its period ends).
+-- spends (its counter lives ARGV[3i-2] seconds, a period, from its first spend).
 -- Each counter starts its window's expiry on its first hit. A quota is spent only when
 -- every window is within its limit and every quota has room for its cost, all of them
 -- or none: a refused request spends no quota, and none is ever overspent. The reply is

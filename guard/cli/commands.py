@@ -1316,7 +1316,7 @@ def owners_list(op: Operator, as_json: bool) -> None:
 def owners_unset(op: Operator, name: str) -> None:
     """Remove an owner's limits and quota (its keys keep naming it, and share nothing)."""
     with owner_writes(op) as keys:
-        if not keys.store.delete_owner(name):
+        if not keys.unset_owner(name):
             raise click.ClickException(f"no owner named {name}")
     click.echo(f"unset owner {name}", err=True)
 

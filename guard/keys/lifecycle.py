@@ -346,7 +346,10 @@ class Keys:
         """Write the audit entry of an operation on ``record`` by :attr:`actor`; for one
         made outside the store (``guard keys reset-limits`` clears the limiter's counters),
         the store's own writes are audited by the methods here."""
-        key_audit.emit(event, record, self.actor or key_audit.os_user(), changed)
+        key_audit.emit(event, record, self._actor(), changed)
+
+    def _actor(self) -> str:
+        return self.actor or key_audit.os_user()
 
     def _audit(self, event: str, before: KeyRecord | None, after: KeyRecord) -> None:
         self.audit(event, after, key_audit.changes(before, after))
@@ -719,7 +722,24 @@ class Keys:
                 else _topped_up(quota, quota_refill, kept_quota, name, at),
             )
         self.store.save_owner(owner)
+        changed = {
+            field: getattr(owner, field)
+            for field in ("rate_limit", "quota")
+            if old is None or getattr(owner, field) != getattr(old, field)
+        }
+        quota = changed.get("quota")
+        if isinstance(quota, Quota):
+            changed["quota"] = quota.to_dict()
+        key_audit.emit_owner("owner.set", name, self._actor(), changed)
         return owner
+
+    def unset_owner(self, name: str) -> bool:
+        """Remove the owner ``name``'s limits and quota (its keys keep naming it, and
+        share nothing until it is set again); whether there was one."""
+        removed = self.store.delete_owner(name)
+        if removed:
+            key_audit.emit_owner("owner.unset", name, self._actor())
+        return removed
 
     def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
         """``record``, then its successors, then its predecessors still in their grace

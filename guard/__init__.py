@@ -10,6 +10,7 @@ from guard.errors import InsufficientScope as InsufficientScope
 from guard.errors import InvalidRequest as InvalidRequest
 from guard.errors import InvalidToken as InvalidToken
 from guard.errors import PayloadTooLarge as PayloadTooLarge
+from guard.errors import QuotaExceeded as QuotaExceeded
 from guard.errors import RateLimited as RateLimited
 from guard.errors import RequestRejected as RequestRejected
 from guard.errors import UnsupportedMediaType as UnsupportedMediaType

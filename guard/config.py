@@ -106,6 +106,9 @@ class GuardConfig:
     metrics_public: bool = False
     #: Label ``guard_requests_total`` with ``key_id`` too (one series per key).
     metrics_key_label: bool = False
+    #: Label ``guard_requests_total`` with the key's ``owner`` too (one series per owner;
+    #: off, so the series stay bounded by the guard's own outcomes).
+    metrics_owner_label: bool = False
     #: Serve a readiness check here (store and limiter answer: 200, else 503), for a
     #: load balancer; empty: none.
     ready_path: str = ""

@@ -16,6 +16,7 @@
         PayloadTooLarge           413
         UnsupportedMediaType      415
         RateLimited               429  + Retry-After
+          QuotaExceeded           429  error="quota_exceeded"    + Retry-After until the refill
         GuardUnavailable          503  + Retry-After             the store did not answer
 
 A refusal tells the client no more than it needs: every bad token is the same
@@ -131,6 +132,16 @@ class RateLimited(RequestRejected, exceptions.TooManyRequests):
     code = 429
     error = "rate_limited"
     message = "Too many requests: retry after the time in the Retry-After header."
+
+
+class QuotaExceeded(RateLimited):
+    """The key's usage quota is spent (a RateLimited, so a 429 handler renders it too)."""
+
+    error = "quota_exceeded"
+    message = (
+        "The API key's usage quota is spent: retry after the time in the Retry-After "
+        "header, when it refills (none: it does not refill)."
+    )
 
 
 class GuardUnavailable(RequestRejected, exceptions.ServiceUnavailable):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_limiter
 import limits.errors
-from flask import Blueprint, Flask, current_app, got_request_exception, request
+from flask import Blueprint, Flask, Request, current_app, got_request_exception, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -173,6 +173,14 @@ class Guard:
         (and refuse the others with 415), under any other decorator."""
         _check_names("accepts", "content type", content_types)
         return lambda target: scopes.mark(target, content_types=content_types)
+
+    def cost(self, cost: int | Callable[[Request], int]) -> Callable[[Target], Target]:
+        """Make each request to a view spend ``cost`` units of its key's quota instead of
+        1: a number, or a function of the request returning one (called only for keys
+        with a quota). A cost of 0 spends nothing and is never refused for a spent quota.
+        A function that raises or returns anything else refuses the request (503)."""
+        scopes.check_cost(cost)
+        return lambda target: scopes.mark(target, cost=cost)
 
     def headers(self, *, csp: str) -> Callable[[Target], Target]:
         """Send ``csp`` as the Content-Security-Policy of a view's (or a blueprint's)

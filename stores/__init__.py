@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 from .base import KeyRecord as KeyRecord
 from .base import KeyStore as KeyStore
 from .base import Listing as Listing
+from .base import OwnerRecord as OwnerRecord
+from .base import Quota as Quota
 from .env import EnvStore as EnvStore
 from .errors import Conflict as Conflict
 from .errors import InvalidRecord as InvalidRecord
 from .errors import InvalidStoreURL as InvalidStoreURL
 from .errors import KeyNotFound as KeyNotFound
+from .errors import OwnersUnsupported as OwnersUnsupported
 from .errors import ReadOnlyStore as ReadOnlyStore
 from .errors import StoreError as StoreError
 from .errors import StoreUnavailable as StoreUnavailable

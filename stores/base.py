@@ -10,12 +10,51 @@ import abc
 import dataclasses
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from . import registry
-from .errors import Conflict, InvalidRecord, KeyNotFound
+from .errors import Conflict, InvalidRecord, KeyNotFound, OwnersUnsupported
+
+#: How a quota refills: every day or every 30 days from when it was set, or on the first
+#: of each month (UTC). A quota with no refill is spent once, over the key's life.
+REFILLS = ("1d", "30d", "monthly")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quota:
+    """A usage allowance: ``allowance`` units per refill period (a request spends its
+    view's cost), or over the key's life when ``refill`` is ``None``.
+
+    Security property: the count is named by ``counter`` and ``since``, both stored with
+    the record, so every worker and host spends from the same count, and a rotation (which
+    copies the quota) never hands the successor a fresh allowance. Setting the quota again
+    (a top-up) writes a new ``since``: the count starts afresh from that moment.
+    """
+
+    allowance: int
+    refill: str | None = None
+    #: When the allowance was set (seconds since the epoch): a ``1d`` or ``30d`` period
+    #: starts here and every period length after.
+    since: float = 0.0
+    #: Names the count: the key id (or owner name) the quota was first set on.
+    counter: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowance": self.allowance, "since": self.since}
+        out["counter"] = self.counter
+        if self.refill is not None:
+            out["refill"] = self.refill
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> Quota:
+        """:raises InvalidRecord: unless ``data`` is what :meth:`to_dict` writes."""
+        if not isinstance(data, Mapping) or not _is_quota(data):
+            raise InvalidRecord(f"field 'quota' has an invalid value: {_QUOTA}")
+        return cls(data["allowance"], data.get("refill"), data["since"], data["counter"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +90,12 @@ class KeyRecord:
     #: this key may come from; empty, from anywhere. Absent from records written before
     #: it existed, which are thereby usable from anywhere, as they were.
     allow_from: tuple[str, ...] = ()
+    #: A usage quota on top of the rate limits (``None``: none). Absent from records
+    #: written before it existed.
+    quota: Quota | None = None
+    #: Who the key belongs to (a team, a service, a customer): the owner's limits and
+    #: quota, if it has any (:class:`OwnerRecord`), are shared by all of its keys.
+    owner: str | None = None
 
     def refusal(self, now: float) -> str | None:
         """Why this key is refused at ``now`` (``revoked``, ``expired``, ``rotated``,
@@ -79,7 +124,7 @@ class KeyRecord:
         for name, (field, _, _) in _FIELDS.items():
             value = getattr(self, field.name)
             if value != _default(field):
-                out[name] = list(value) if field.name in _LISTS else value
+                out[name] = _stored(field.name, value)
         return out
 
     def __post_init__(self) -> None:
@@ -91,9 +136,13 @@ class KeyRecord:
         """
         for name, (field, check, rule) in _FIELDS.items():
             value = getattr(self, field.name)
-            if field.name in _LISTS:
-                # Held as a tuple, stored as a JSON list: checked in its stored form.
-                value = list(value) if isinstance(value, tuple) else None
+            if field.name in _LISTS and not isinstance(value, tuple):
+                value = None
+            elif field.name == "quota" and not isinstance(value, Quota | None):
+                value = False
+            else:
+                # Held as a tuple or a Quota, stored as JSON: checked in its stored form.
+                value = _stored(field.name, value)
             if not check(value):
                 raise InvalidRecord(f"field {name!r} has an invalid value: {rule}")
 
@@ -115,9 +164,21 @@ class KeyRecord:
                     raise InvalidRecord(f"missing field {name!r}")
                 continue
             value = data[name]
-            is_list = field.name in _LISTS and isinstance(value, list)
-            values[field.name] = tuple(value) if is_list else value
+            if field.name in _LISTS and isinstance(value, list):
+                value = tuple(value)
+            elif field.name == "quota" and value is not None:
+                value = Quota.from_dict(value)
+            values[field.name] = value
         return cls(**values)
+
+
+def _stored(field: str, value: Any) -> Any:
+    """``value`` of ``field`` in its JSON form."""
+    if field in _LISTS:
+        return list(value)
+    if field == "quota" and value is not None:
+        return value.to_dict()
+    return value
 
 
 _REQUIRED = object()
@@ -191,8 +252,38 @@ def _is_metadata(value: object) -> bool:
 #: Networks one key's allowlist may hold: checked on every request, one by one.
 MAX_NETWORKS = 64
 
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53
+
+
+def _is_quota(value: object) -> bool:
+    if not isinstance(value, Mapping) or not {"allowance", "since", "counter"} <= set(value):
+        return False
+    return (
+        set(value) <= {"allowance", "refill", "since", "counter"}
+        and _is_count(value["allowance"])
+        and value.get("refill") in (None, *REFILLS)
+        and _is_time(value["since"])
+        and _is_text(value["counter"])
+    )
+
+
+_OWNER_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+def _is_owner_name(value: object) -> bool:
+    # Plain: an owner's name is a Redis key, a pub/sub word and a metrics label value.
+    return isinstance(value, str) and _OWNER_NAME.fullmatch(value) is not None
+
+
+_OWNER_RULE = "1 to 128 letters, digits or . _ : @ -"
 _TEXT = "1 to 256 printable characters"
 _TIME = "seconds since the epoch, not negative"
+_QUOTA = (
+    "absent, or an allowance (a whole number, at least 1), a refill (absent, or one of "
+    f"{', '.join(REFILLS)}), since ({_TIME}) and a counter ({_TEXT})"
+)
 _OPTIONAL_TIME = f"absent, or {_TIME}"
 # Field -> (serialized name, check, the rule in words for the error).
 _CHECKS = {
@@ -220,6 +311,8 @@ _CHECKS = {
         _is_networks,
         f"at most {MAX_NETWORKS} IPv4 or IPv6 networks such as 10.0.0.0/8, without host bits",
     ),
+    "quota": ("quota", _optional(_is_quota), _QUOTA),
+    "owner": ("owner", _optional(_is_owner_name), f"absent, or {_OWNER_RULE}"),
 }
 # Serialized name -> (dataclass field, type check, rule).
 _FIELDS = {
@@ -227,6 +320,71 @@ _FIELDS = {
     for field in dataclasses.fields(KeyRecord)
     for name, check, rule in [_CHECKS[field.name]]
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnerRecord:
+    """An owner's own limits and quota, shared by every key naming it (``owner``), on top
+    of each key's own: a client who mints more keys gets no more.
+
+    Security property: built only with values every reader takes back (checked here, so
+    a bad one is never saved).
+
+    :raises InvalidRecord: naming the field that is wrong.
+    """
+
+    name: str
+    #: Limits as a key's (``1000/minute;50000/day``); ``None``: none of the owner's own.
+    rate_limit: str | None = None
+    quota: Quota | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_owner_name(self.name):
+            raise InvalidRecord(f"field 'name' has an invalid value: {_OWNER_RULE}")
+        if not (self.rate_limit is None or _is_text(self.rate_limit)):
+            raise InvalidRecord(f"field 'rate_limit' has an invalid value: absent, or {_TEXT}")
+        if not (
+            self.quota is None
+            or (isinstance(self.quota, Quota) and _is_quota(self.quota.to_dict()))
+        ):
+            raise InvalidRecord(f"field 'quota' has an invalid value: {_QUOTA}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.rate_limit is not None:
+            out["rate_limit"] = self.rate_limit
+        if self.quota is not None:
+            out["quota"] = self.quota.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> OwnerRecord:
+        """:raises InvalidRecord: unless ``data`` is what :meth:`to_dict` writes."""
+        if not isinstance(data, Mapping) or not set(data) <= {"name", "rate_limit", "quota"}:
+            raise InvalidRecord("an owner record is an object of name, rate_limit and quota")
+        quota = data.get("quota")
+        # Each value is checked by __post_init__.
+        return cls(
+            data.get("name", ""),
+            data.get("rate_limit"),
+            None if quota is None else Quota.from_dict(quota),
+        )
+
+
+Record = TypeVar("Record", KeyRecord, "OwnerRecord")
+
+
+def parse_stored(kind: type[Record], raw: str, store: str, what: str) -> Record:
+    """The record ``raw`` (its JSON, as a store holds it) is, read by ``kind.from_dict``.
+
+    :raises InvalidRecord: naming the ``store`` and ``what`` (``key 'ID'``, ``owner
+        'NAME'``): one bad record refuses its own key (or its owner's keys), never the
+        whole store.
+    """
+    try:
+        return kind.from_dict(json.loads(raw))
+    except (ValueError, InvalidRecord) as exc:
+        raise InvalidRecord(f"{store}: unreadable record for {what}: {exc}") from exc
 
 
 class Listing(NamedTuple):
@@ -304,6 +462,32 @@ class KeyStore(abc.ABC):
         :raises ReadOnlyStore: if the store cannot be written at run time.
         """
 
+    # -- owners: a store that keeps them overrides all four ---------------------------
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        """The owner ``name``'s record, or ``None`` if it has none (its keys then share
+        no limits: an owner with nothing set is only a label).
+
+        :raises OwnersUnsupported: this default, for a store that keeps no owners.
+        """
+        raise OwnersUnsupported(type(self).__name__)
+
+    def owners(self) -> list[OwnerRecord]:
+        """Every owner record, in no particular order."""
+        raise OwnersUnsupported(type(self).__name__)
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        """Store ``owner`` (new, or replacing the same name's), telling every process
+        that caches it, as :meth:`save` does for keys.
+
+        :raises ReadOnlyStore: if the store cannot be written at run time.
+        """
+        raise OwnersUnsupported(type(self).__name__)
+
+    def delete_owner(self, name: str) -> bool:
+        """Remove ``name``'s record (its keys keep naming it); whether there was one."""
+        raise OwnersUnsupported(type(self).__name__)
+
     def touch(self, used: Mapping[str, float]) -> None:
         """Record when keys were last used (``key_id -> time``), keeping the latest.
 
@@ -355,6 +539,16 @@ class InProcessStore(KeyStore):
 
     def records(self) -> list[KeyRecord]:
         return list(self._records.values())
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        return self._owners.get(name)
+
+    def owners(self) -> list[OwnerRecord]:
+        return list(self._owners.values())
+
+    @functools.cached_property
+    def _owners(self) -> dict[str, OwnerRecord]:
+        return {}
 
 
 def check_expected(

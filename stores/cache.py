@@ -23,6 +23,12 @@ Holding state, on :class:`BoundedCache`:
   this process's own saves discard at once), the whole cache when the listener
   (re)subscribes or drops, ``GUARD_STORE_CACHE_TTL`` for a lost message; bypassed while
   the listener is not subscribed.
+- ``stores/redis.py`` RedisStore.owner_cache (BoundedCache, 10,000): owner records by
+  name, "no such owner" included; a pub/sub message ``owner:{name}`` (every owner write
+  publishes one), and otherwise as ``RedisStore.cache``.
+- ``stores/sql.py`` SQLStore._owner_cache (BoundedCache, 10,000): owner records by name,
+  "no such owner" included; a NOTIFY ``owner:{name}`` (every owner write sends one), and
+  at most ``FALLBACK_TTL`` (1 s) old, listener or not.
 - ``stores/sql.py`` SQLStore.cache (RecordCache, 10,000): key records by id, "no such
   key" included; a NOTIFY naming the key (every write sends one in its transaction), the
   whole cache when the listener (re)connects, ``GUARD_STORE_CACHE_TTL`` for a lost

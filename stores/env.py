@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .base import InProcessStore, KeyRecord
+from .base import InProcessStore, KeyRecord, OwnerRecord
 from .errors import InvalidRecord, InvalidStoreURL, ReadOnlyStore
 
 #: The variable read by a bare ``env://``.
@@ -91,7 +91,18 @@ class EnvStore(InProcessStore):
     def save(
         self, *records: KeyRecord, expected: Mapping[str, KeyRecord | None] | None = None
     ) -> None:
-        raise ReadOnlyStore(
+        raise self._read_only()
+
+    # No owner records: its keys may name owners, which share no limits here.
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        raise self._read_only()
+
+    def delete_owner(self, name: str) -> bool:
+        raise self._read_only()
+
+    def _read_only(self) -> ReadOnlyStore:
+        return ReadOnlyStore(
             f"env://{self.variable} is read-only at run time: "
             f"change the {self.variable} variable and restart"
         )

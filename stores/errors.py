@@ -9,6 +9,7 @@ The tree, rooted in one class so callers can catch every store failure at once::
       ReadOnlyStore       a write was attempted on a store that cannot be written
       KeyNotFound         lifecycle operations on an unknown key id
       InvalidRecord       a stored or configured record cannot be parsed
+      OwnersUnsupported   a store that keeps no owner records was asked for one
       Conflict            a compare-and-set write found other records than expected
 
 The hot path never sees :class:`KeyNotFound`: :meth:`KeyStore.get` returns ``None``.
@@ -31,6 +32,17 @@ class InvalidStoreURL(StoreError, ValueError):
 
 class ReadOnlyStore(StoreError):
     """The store is read-only at run time (``env://``)."""
+
+
+class OwnersUnsupported(StoreError):
+    """The store keeps no owner records (a store written before owners existed): a key
+    naming an owner there is refused rather than served without the owner's limits."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(
+            f"the {store} store keeps no owners: implement get_owner, owners, save_owner "
+            "and delete_owner (see stores.KeyStore) to use keys with an owner"
+        )
 
 
 class KeyNotFound(StoreError, LookupError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from .base import InProcessStore, KeyRecord, check_expected
+from .base import InProcessStore, KeyRecord, OwnerRecord, check_expected
 
 
 class MemoryStore(InProcessStore):
@@ -28,3 +28,11 @@ class MemoryStore(InProcessStore):
             # Build the new state aside and swap it in, so readers (which take no lock)
             # never see a rotation half applied.
             self._hold({**self._records, **{record.key_id: record for record in records}}.values())
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        with self._lock:
+            self._owners[owner.name] = owner
+
+    def delete_owner(self, name: str) -> bool:
+        with self._lock:
+            return self._owners.pop(name, None) is not None

@@ -10,7 +10,10 @@ Layout under ``prefix`` (default ``guard:``)::
     {prefix}ids              set of every key id
     {prefix}imported         hash: digest -> key id, imported keys only
     {prefix}last_used        sorted set: key id scored by when it was last used
+    {prefix}owner:{name}     JSON of an owner's record (its shared limits and quota)
+    {prefix}owners           set of every owner name
     {prefix}invalidate       pub/sub channel: the ids of the records each write changed
+                             (``owner:{name}`` for an owner's)
 
 Every write is one Lua script that compares the records it was given as expected with
 the stored ones and writes only if all match (a compare-and-set), so a change made by
@@ -29,9 +32,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -39,13 +42,15 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from .base import KeyRecord, KeyStore, Listing
-from .cache import RecordCache
+from .base import KeyRecord, KeyStore, Listing, OwnerRecord, parse_stored
+from .cache import BoundedCache, RecordCache
 from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreUnavailable
 from .redis_acl import DenialLog, store_needs
 from .urls import redact, scrub
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: The schemes :func:`client_from_url` builds a client for: one server (``unix://`` and
@@ -157,6 +162,21 @@ def _split_multi_host(url: str) -> tuple[str, dict[str, str], list[tuple[str, in
 # ARGV: n, m, then (json, id, digest or "") per record written, then per compared key
 # its expected json ("" for "no such key"). Returns the positions (1..m) that differ;
 # nothing is written unless that list is empty.
+#: An owner's record written (ARGV[1] its JSON) or, with ARGV[1] empty, removed, with
+#: its name (ARGV[2]) in or out of the set of owners, at once: KEYS[1] the record,
+#: KEYS[2] the set. Replies whether a record was there before.
+OWNER_SCRIPT = """
+local existed = redis.call('EXISTS', KEYS[1])
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+return existed
+"""
+
 SAVE_SCRIPT = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local changed = {}
@@ -227,7 +247,9 @@ class RedisStore(KeyStore):
         self.prefix = cluster_prefix(prefix) if url.startswith("redis+cluster:") else prefix
         self.channel = f"{prefix}invalidate"
         self.cache = RecordCache(cache_ttl)
+        self.owner_cache: BoundedCache[str, OwnerRecord | None] = BoundedCache(10_000, cache_ttl)
         self._save = self.client.register_script(SAVE_SCRIPT)
+        self._owner_write = self.client.register_script(OWNER_SCRIPT)
         self.denials = DenialLog(
             f"the key store ({redact(url)})", self.client, store_needs(self.prefix, self.channel)
         )
@@ -249,18 +271,29 @@ class RedisStore(KeyStore):
     # -- reads -------------------------------------------------------------------------
 
     def get(self, key_id: str) -> KeyRecord | None:
+        return self._cached(self.cache, key_id, self._key(key_id), self._parse)
+
+    def _cached(
+        self,
+        cache: BoundedCache[str, T | None],
+        name: str,
+        key: str,
+        parse: Callable[[str | None, str], T | None],
+    ) -> T | None:
+        """``key``'s record through ``cache``: trusted only while the listener is
+        subscribed, so a change published meanwhile is never missed."""
         if self._listener_pid != os.getpid():
             self._start_listener()
         if self._listening.is_set():
-            entry = self.cache.get(key_id)
+            entry = cache.get(name)
             if entry is not None:
                 return entry[0]
-        generation = self.cache.generation
+        generation = cache.generation
         with self._errors():
-            raw = cast("str | None", self.client.get(self._key(key_id)))
-        record = self._parse(raw, key_id)
+            raw = cast("str | None", self.client.get(key))
+        record = parse(raw, name)
         if self._listening.is_set():
-            self.cache.put(key_id, record, generation)
+            cache.put(name, record, generation)
         return record
 
     def find_digest(self, digest: str) -> KeyRecord | None:
@@ -317,6 +350,37 @@ class RedisStore(KeyStore):
         for record in records:
             self.cache.discard(record.key_id)
 
+    # -- owners ------------------------------------------------------------------------
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        return self._cached(self.owner_cache, name, self._owner_key(name), _parse_owner)
+
+    def owners(self) -> list[OwnerRecord]:
+        with self._errors():
+            names = sorted(cast("set[str]", self.client.smembers(f"{self.prefix}owners")))
+            keys = [self._owner_key(name) for name in names]
+            raws = cast("list[str | None]", self.client.mget(keys)) if names else []
+        found = [_parse_owner(raw, name) for name, raw in zip(names, raws, strict=True)]
+        return [owner for owner in found if owner is not None]
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        self._write_owner(owner.name, json.dumps(owner.to_dict()))
+
+    def delete_owner(self, name: str) -> bool:
+        return self._write_owner(name, "")
+
+    def _write_owner(self, name: str, raw: str) -> bool:
+        keys = [self._owner_key(name), f"{self.prefix}owners"]
+        with self._errors():
+            existed = self._owner_write(keys=keys, args=[raw, name])
+            # Every worker drops its cached copy, as for a key's record.
+            self.client.publish(self.channel, f"owner:{name}")
+        self.owner_cache.discard(name)
+        return bool(existed)
+
+    def _owner_key(self, name: str) -> str:
+        return f"{self.prefix}owner:{name}"
+
     def touch(self, used: Mapping[str, float]) -> None:
         with self._errors():
             # GT: several workers flush their batches in any order; the latest time wins.
@@ -345,6 +409,7 @@ class RedisStore(KeyStore):
             self._listener_pid = os.getpid()
             self._listening.clear()
             self.cache.clear()
+            self.owner_cache.clear()
             thread = threading.Thread(target=self._listen, name="guard-invalidate", daemon=True)
             thread.start()
 
@@ -369,6 +434,7 @@ class RedisStore(KeyStore):
                 # Messages may have been missed while disconnected: trust nothing cached.
                 self._listening.clear()
                 self.cache.clear()
+                self.owner_cache.clear()
                 pubsub.close()
             self._closed.wait(0.2)
 
@@ -377,10 +443,14 @@ class RedisStore(KeyStore):
             return
         if message["type"] == "subscribe":
             self.cache.clear()
+            self.owner_cache.clear()
             self._listening.set()
         elif message["type"] == "message":
             for key_id in message["data"].split():
-                self.cache.discard(key_id)
+                if key_id.startswith("owner:"):
+                    self.owner_cache.discard(key_id.removeprefix("owner:"))
+                else:
+                    self.cache.discard(key_id)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -399,11 +469,11 @@ class RedisStore(KeyStore):
         return f"{self.prefix}key:{key_id}"
 
     def _parse(self, raw: str | None, key_id: str) -> KeyRecord | None:
-        if raw is None:
-            return None
-        try:
-            return KeyRecord.from_dict(json.loads(raw))
-        except (ValueError, InvalidRecord) as exc:
-            # One bad record refuses its own key (the caller answers it like an invalid
-            # key), never crashes the request or makes the whole store unavailable.
-            raise InvalidRecord(f"redis: unreadable record for key {key_id!r}: {exc}") from exc
+        # An unreadable record refuses its own key (the caller answers it like an
+        # invalid key), never crashes the request or makes the whole store unavailable.
+        return None if raw is None else parse_stored(KeyRecord, raw, "redis", f"key {key_id!r}")
+
+
+def _parse_owner(raw: str | None, name: str) -> OwnerRecord | None:
+    # An unreadable record refuses the owner's keys (503), never the whole store.
+    return None if raw is None else parse_stored(OwnerRecord, raw, "redis", f"owner {name!r}")

@@ -63,8 +63,8 @@ class Missing:
 
 def store_needs(prefix: str, channel: str) -> list[Need]:
     """What :class:`~stores.RedisStore` sends, under key ``prefix`` and ``channel``."""
-    names = ("key:-", "ids", "imported", "last_used")
-    key, ids, imported, used = (f"{prefix}{name}" for name in names)
+    names = ("key:-", "ids", "imported", "last_used", "owner:-", "owners")
+    key, ids, imported, used, owner, owners = (f"{prefix}{name}" for name in names)
     return [
         Need("the health check", ("PING",)),
         Need("reading key records", ("GET", key), key),
@@ -80,6 +80,14 @@ def store_needs(prefix: str, channel: str) -> list[Need]:
         Need("writing key records", ("SET", key, "-"), key),
         Need("writing key records", ("SADD", ids, "-"), ids),
         Need("writing key records", ("HSET", imported, "-", "-"), imported),
+        # The owner script's (stores/redis.py OWNER_SCRIPT): owners set, changed, unset.
+        Need("reading owner records", ("GET", owner), owner),
+        Need("writing owner records", ("EXISTS", owner), owner),
+        Need("writing owner records", ("SET", owner, "-"), owner),
+        Need("writing owner records", ("SADD", owners, "-"), owners),
+        Need("removing owner records", ("DEL", owner), owner),
+        Need("removing owner records", ("SREM", owners, "-"), owners),
+        Need("listing owner records", ("SMEMBERS", owners), owners),
         Need("revocations reaching every worker", ("PUBLISH", channel, "-"), channel=channel),
         Need("revocations reaching every worker", ("SUBSCRIBE", channel), channel=channel),
         Need("last-use times", ("ZADD", used, "GT", "0", "-"), used),

@@ -8,7 +8,8 @@ directly.
 
 One table, named from the store prefix (``guard:`` gives ``guard_keys``)::
 
-    key_id     VARCHAR(256) PRIMARY KEY  the public key id; the row '' holds the schema version
+    key_id     VARCHAR(256) PRIMARY KEY  the public key id; the row '' holds the schema
+                                         version, and ``owner:{name}`` an owner's record
     record     TEXT NOT NULL             JSON of the record: the secret's keyed digest, never
                                          a token or a secret
     digest     VARCHAR(64) NULL UNIQUE   imported keys only, so they are found by digest
@@ -56,9 +57,9 @@ except ModuleNotFoundError as exc:  # named in the error an app without the extr
         f"the SQL store needs the sql extra: pip install 'flask-api-guard[sql]' ({exc})"
     ) from exc
 
-from .base import KeyRecord, KeyStore
-from .cache import RecordCache
-from .errors import Conflict, InvalidRecord, InvalidStoreURL, StoreError, StoreUnavailable
+from .base import KeyRecord, KeyStore, OwnerRecord, parse_stored
+from .cache import BoundedCache, RecordCache
+from .errors import Conflict, InvalidStoreURL, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ FALLBACK_TTL = 1.0
 MAX_BACKOFF = 2.0
 #: The key id of the row holding the schema version (no key id is empty).
 _SCHEMA_ROW = ""
+#: The start of an owner's row id (no key id has a colon): owners need no table of
+#: their own, so no schema upgrade.
+_OWNER_ROW = "owner:"
 #: At most 56 characters, so the index name (the table's and "_digest") fits PostgreSQL's 63.
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,55}")
 #: Dialects the store runs on: its SQL is portable, its invalidation needs psycopg.
@@ -265,6 +269,10 @@ class SQLStore(KeyStore):
         self.timeout = timeout
         self.cache = RecordCache(cache_ttl)
         self._fallback = RecordCache(min(cache_ttl, FALLBACK_TTL))
+        # Owners change seldom: trusted for FALLBACK_TTL at most, listener or not.
+        self._owner_cache: BoundedCache[str, OwnerRecord | None] = BoundedCache(
+            10_000, min(cache_ttl, FALLBACK_TTL)
+        )
         self._notifies = engine.dialect.name == "postgresql"
         self._owns_engine = owns_engine
         self._listening = threading.Event()
@@ -341,10 +349,58 @@ class SQLStore(KeyStore):
 
     def records(self) -> list[KeyRecord]:
         table = self.table
-        query = sa.select(table.c.key_id, table.c.record).where(table.c.key_id != _SCHEMA_ROW)
+        query = sa.select(table.c.key_id, table.c.record).where(
+            table.c.key_id != _SCHEMA_ROW, ~table.c.key_id.startswith(_OWNER_ROW)
+        )
         with self._connect() as conn:
             rows = conn.execute(query.order_by(table.c.key_id)).all()
         return [_parse(row.record, row.key_id) for row in rows]
+
+    # -- owners ------------------------------------------------------------------------
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        entry = self._owner_cache.get(name)
+        if entry is not None:
+            return entry[0]
+        generation = self._owner_cache.generation
+        table = self.table
+        query = sa.select(table.c.record).where(table.c.key_id == _OWNER_ROW + name)
+        with self._connect() as conn:
+            raw = conn.execute(query).scalar_one_or_none()
+        owner = None if raw is None else _parse_owner(raw, name)
+        self._owner_cache.put(name, owner, generation)
+        return owner
+
+    def owners(self) -> list[OwnerRecord]:
+        table = self.table
+        query = sa.select(table.c.key_id, table.c.record).where(
+            table.c.key_id.startswith(_OWNER_ROW)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(query.order_by(table.c.key_id)).all()
+        return [_parse_owner(row.record, row.key_id.removeprefix(_OWNER_ROW)) for row in rows]
+
+    def save_owner(self, owner: OwnerRecord) -> None:
+        table, row = self.table, _OWNER_ROW + owner.name
+        record = json.dumps(owner.to_dict())
+        with self._connect(begin=True) as conn:
+            done = conn.execute(
+                sa.update(table)
+                .where(table.c.key_id == row)
+                .values(record=record, version=table.c.version + 1)
+            )
+            if done.rowcount == 0:
+                conn.execute(sa.insert(table).values(key_id=row, record=record, version=1))
+            self._notify(conn, [row])
+        self._discard([row])
+
+    def delete_owner(self, name: str) -> bool:
+        row = _OWNER_ROW + name
+        with self._connect(begin=True) as conn:
+            done = conn.execute(sa.delete(self.table).where(self.table.c.key_id == row))
+            self._notify(conn, [row])
+        self._discard([row])
+        return bool(done.rowcount)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -399,10 +455,13 @@ class SQLStore(KeyStore):
             # A key inserted meanwhile under one of these ids, or an imported digest that
             # another key holds: the transaction is rolled back, nothing is written.
             raise Conflict(sorted(written)) from None
-        if self._notifies and written:
+        if written:
+            self._notify(conn, sorted(written))
+
+    def _notify(self, conn: sa.Connection, ids: list[str]) -> None:
+        if self._notifies:
             # Sent by PostgreSQL on commit, and only if the transaction commits.
-            notify = sa.func.pg_notify(table.name, " ".join(sorted(written)))
-            conn.execute(sa.select(notify))
+            conn.execute(sa.select(sa.func.pg_notify(self.table.name, " ".join(ids))))
 
     def _write(
         self, conn: sa.Connection, key_id: str, version: int, values: dict[str, Any]
@@ -509,6 +568,9 @@ class SQLStore(KeyStore):
 
     def _discard(self, key_ids: Iterable[str]) -> None:
         for key_id in key_ids:
+            if key_id.startswith(_OWNER_ROW):
+                self._owner_cache.discard(key_id.removeprefix(_OWNER_ROW))
+                continue
             self.cache.discard(key_id)
             self._fallback.discard(key_id)
 
@@ -519,11 +581,11 @@ def serialize(record: KeyRecord) -> str:
 
 
 def _parse(raw: str, key_id: str) -> KeyRecord:
-    try:
-        return KeyRecord.from_dict(json.loads(raw))
-    except (ValueError, InvalidRecord) as exc:
-        # One bad row refuses its own key, never the whole store.
-        raise InvalidRecord(f"sql: unreadable record for key {key_id!r}: {exc}") from exc
+    return parse_stored(KeyRecord, raw, "sql", f"key {key_id!r}")
+
+
+def _parse_owner(raw: str, name: str) -> OwnerRecord:
+    return parse_stored(OwnerRecord, raw, "sql", f"owner {name!r}")
 
 
 def _check_dialect(engine: sa.Engine) -> None:

@@ -24,7 +24,10 @@ exactly the records it is given (a fresh, empty backend each time)::
 :class:`StoreContract` is what every store must do (reads, last use, ``check``);
 :class:`WritableStoreContract` adds atomic saves and the compare-and-set every lifecycle
 write relies on, so a revocation is never undone by a concurrent rotation;
-:class:`ReadOnlyStoreContract` is for stores that refuse writes at run time (``env://``).
+:class:`ReadOnlyStoreContract` is for stores that refuse writes at run time (``env://``);
+:class:`OwnerStoreContract` adds owner records (:meth:`~stores.KeyStore.get_owner` and
+the rest), for a writable store that keeps them (one that does not refuses them with
+:class:`~stores.OwnersUnsupported`, and its keys cannot name owners).
 Every test goes through :class:`~stores.KeyStore`'s public methods only.
 
 This module imports pytest and is for test suites only: nothing the guard ships imports it.
@@ -40,7 +43,15 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from stores import Conflict, KeyNotFound, KeyRecord, KeyStore, ReadOnlyStore
+from stores import (
+    Conflict,
+    KeyNotFound,
+    KeyRecord,
+    KeyStore,
+    OwnerRecord,
+    Quota,
+    ReadOnlyStore,
+)
 
 MakeStore = Callable[[Sequence[KeyRecord]], KeyStore]
 
@@ -54,6 +65,20 @@ ALICE = KeyRecord(
     expires_at=1_900_000_000.0,
     rate_limit="100/minute",
     metadata={"team": "payments"},
+)
+#: A key with every optional field set, for the round trip of each.
+METERED = KeyRecord(
+    key_id="00112233445566ff",
+    name="metered",
+    digest="c" * 64,
+    pepper_id="p1",
+    created_at=1_800_000_000.5,
+    quota=Quota(10_000, "monthly", since=1_800_000_000.5, counter="00112233445566ff"),
+    owner="acme",
+)
+#: An owner with limits and a quota shared by its keys.
+ACME = OwnerRecord(
+    "acme", rate_limit="1000/minute;50000/day", quota=Quota(100_000, "30d", 1.8e9, "acme")
 )
 LEGACY = KeyRecord(
     key_id="fedcba9876543210",
@@ -86,6 +111,11 @@ class StoreContract:
         store = make_store([ALICE, LEGACY])
         assert store.find_digest(LEGACY.digest) == LEGACY
         assert store.find_digest(ALICE.digest) is None
+
+    def test_every_optional_field_reads_back_as_saved(self, make_store: MakeStore) -> None:
+        store = make_store([METERED])
+        assert store.get(METERED.key_id) == METERED
+        assert store.records() == [METERED]
 
     def test_records_lists_every_key(self, make_store: MakeStore) -> None:
         store = make_store([ALICE, LEGACY])
@@ -154,3 +184,36 @@ class ReadOnlyStoreContract(StoreContract):
         assert store.read_only is True
         with pytest.raises(ReadOnlyStore, match="read-only"):
             store.save(ALICE)
+        with pytest.raises(ReadOnlyStore, match="read-only"):
+            store.save_owner(ACME)
+
+
+class OwnerStoreContract:
+    """Owner records, beside :class:`WritableStoreContract`, for a store keeping them."""
+
+    def test_an_owner_reads_back_as_saved(self, make_store: MakeStore) -> None:
+        store = make_store([METERED])
+        assert store.get_owner("acme") is None  # an owner named by keys, with no record
+        store.save_owner(ACME)
+        assert store.get_owner("acme") == ACME
+        assert store.owners() == [ACME]
+        assert store.records() == [METERED]  # owners are not keys
+
+    def test_saving_an_owner_replaces_it_and_readers_see_the_new_one(
+        self, make_store: MakeStore
+    ) -> None:
+        store = make_store([])
+        store.save_owner(ACME)
+        assert store.get_owner("acme") == ACME  # warm any cache
+        changed = dataclasses.replace(ACME, rate_limit="10/minute", quota=None)
+        store.save_owner(changed)
+        assert store.get_owner("acme") == changed
+
+    def test_deleting_an_owner_removes_its_record_only(self, make_store: MakeStore) -> None:
+        store = make_store([METERED])
+        store.save_owner(ACME)
+        assert store.get_owner("acme") == ACME
+        assert store.delete_owner("acme") is True
+        assert store.get_owner("acme") is None and store.owners() == []
+        assert store.delete_owner("acme") is False
+        assert store.get(METERED.key_id) == METERED

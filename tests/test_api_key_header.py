@@ -111,3 +111,20 @@ def test_the_setting_reads_from_the_environment_as_written() -> None:
     assert config.api_key_header == "X-Api-Key"
     assert config.api_key_environ == "HTTP_X_API_KEY"
     assert GuardConfig.from_mapping(BASE_CONFIG).api_key_environ is None
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "reason"),
+    [
+        ("k" * 4096, 401, "malformed"),  # as long as a header may be: read, and not a token
+        ("k" * 4097, 400, "header_too_long"),
+        ("gk_a b", 400, "malformed_api_key"),
+    ],
+)
+def test_an_api_key_header_is_refused_with_its_audited_reason(
+    api: Api, caplog: pytest.LogCaptureFixture, value: str, status: int, reason: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="guard.audit")
+    assert api.client.get("/orders", headers={"X-API-Key": value}).status_code == status
+    [entry] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "guard.audit"]
+    assert entry["reason"] == reason

@@ -206,6 +206,12 @@ def test_ipv6_guesses_are_counted_by_their_64_network() -> None:
     assert guesses_from(api, ["2001:db8:1:3::1"]) == [401]  # another /64, another client
 
 
+def test_a_link_local_address_with_its_zone_is_counted_by_its_network() -> None:
+    # A server on a link-local address reports its clients with their zone (fe80::1%eth0).
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
+    assert guesses_from(api, ["fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1"]) == [401, 401, 429]
+
+
 def test_the_ipv6_prefix_is_a_setting() -> None:
     api = Api(GUARD_FAILED_AUTH_LIMIT="5/minute", GUARD_FAILED_AUTH_IPV6_PREFIX=128)
     assert set(guesses_from(api, [f"2001:db8:1:2::{n:x}" for n in range(1, 50)])) == {401}
@@ -230,7 +236,9 @@ def import_legacy(api: Api) -> str:
     return secret
 
 
-def test_while_the_limiter_is_down_a_right_guess_answers_as_a_wrong_one() -> None:
+def test_while_the_limiter_is_down_a_right_guess_answers_as_a_wrong_one(
+    audit: pytest.LogCaptureFixture,
+) -> None:
     # Review round 3, item 3: 503 for the right imported secret, 401 for a wrong one.
     api = Api(**DOWN_LIMITER)
     secret = import_legacy(api)
@@ -238,6 +246,8 @@ def test_while_the_limiter_is_down_a_right_guess_answers_as_a_wrong_one() -> Non
     wrong = api.client.get("/orders", headers=api.bearer("legacy-secret-not-this-one"))
     assert (right.status_code, wrong.status_code) == (503, 503)
     assert right.headers["Retry-After"] == wrong.headers["Retry-After"]
+    # Both refused by the limiter's outage, as such: not by a guard error.
+    assert [entry["reason"] for entry in audited(audit)] == ["limiter_unavailable"] * 2
 
 
 def test_while_the_limiter_is_down_failures_are_still_throttled_in_process() -> None:
@@ -247,3 +257,29 @@ def test_while_the_limiter_is_down_failures_are_still_throttled_in_process() -> 
         api.client.get("/orders", headers=api.bearer(f"guess-{n}")).status_code for n in range(6)
     ]
     assert statuses == [401, 401, 401, 429, 429, 429]
+
+
+@pytest.mark.redis
+def test_an_address_over_the_shared_limit_is_blocked_in_a_worker_that_saw_few_of_its_guesses(
+    redis_url: str,
+) -> None:
+    # Two workers sharing the limiter: the second saw one failure of the address, the
+    # shared count says it is the third of three, so its own throttle blocks the address.
+    shared = {
+        "GUARD_STORE_URL": redis_url,
+        "GUARD_RATELIMIT_STORAGE_URL": redis_url,
+        "GUARD_FAILED_AUTH_LIMIT": "3/minute",
+        "GUARD_ACCEPT_IMPORTED_KEYS": True,
+    }
+    first, second = Api(**shared), Api(**shared)
+    secret = import_legacy(first)
+    try:
+        for _ in range(2):
+            assert first.client.get("/orders", headers=first.bearer("guess")).status_code == 401
+        assert second.client.get("/orders", headers=second.bearer("guess")).status_code == 401
+        blocked = second.client.get("/orders", headers=second.bearer(secret))
+        assert blocked.status_code == 429
+        assert "failed-auth" in blocked.headers["RateLimit-Policy"]
+    finally:
+        first.close()
+        second.close()

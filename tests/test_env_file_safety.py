@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from stores.env import parse_records, render_records
-from stores.envfile import read_variable
+from stores.envfile import EnvFileError, read_variable, write_variable
 from stores.testing import ALICE
 from tests.conftest import PEPPER, SECRET
 
@@ -126,3 +127,38 @@ def test_a_missing_directory_is_one_line_not_a_traceback(tmp_path: Path) -> None
         f"Error: {tmp_path}/missing/.env.lock cannot be opened as a lock file: "
         "No such file or directory"
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_an_operator_who_does_not_own_the_file_is_told_whose_it_is_and_it_is_kept() -> None:
+    # The operator here is ``nobody``, in a process of its own; the file is another user's
+    # (group-writable, say), and rewriting it as nobody would hand it to nobody.
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:
+        os.chmod(directory, 0o777)  # noqa: S103 - nobody writes its temporary file here
+        env_file = Path(directory) / ".env"
+        env_file.write_text("OTHER=1\n")
+        os.chown(env_file, 1234, 1234)
+        env_file.chmod(0o666)
+        told, tell = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the forked operator
+            try:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                write_variable(env_file, "GUARD_KEYS", "{}")
+            except EnvFileError as exc:
+                os.write(tell, str(exc).encode())
+            finally:
+                os._exit(0)
+        os.close(tell)
+        os.waitpid(child, 0)
+        message = os.read(told, 4096).decode()
+        os.close(told)
+        assert message == (
+            f"{env_file} belongs to uid 1234, gid 1234: rewritten by this user it would "
+            "change hands and the service might no longer read it; run the command as its "
+            "owner"
+        )
+        assert env_file.read_text() == "OTHER=1\n"
+        assert env_file.stat().st_uid == 1234
+        assert sorted(os.listdir(directory)) == [".env"]  # no temporary file left

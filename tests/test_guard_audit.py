@@ -150,6 +150,7 @@ def test_each_line_is_exactly_what_json_dumps_writes(agent: str, method: str, st
         "reason": "revoked",
         "key_id": "00ff",
         "key_name": None,
+        "owner": None,
         "client": None,
         "user_agent": cut,
     }

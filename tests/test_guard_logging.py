@@ -27,6 +27,7 @@ FIELDS = {
     "reason",
     "key_id",
     "key_name",
+    "owner",
     "client",
     "user_agent",
     "latency_ms",

@@ -170,16 +170,8 @@ def test_the_entry_has_the_request_entries_shape(
     assert {name: getattr(logged, name) for name in line} == line
     assert logged.getMessage() == json.dumps(line, separators=(",", ":"))
     assert line["actor"] == "deploy-bot" and line["values"]["rate_limit"] == "5/minute"
-    assert list(line) == [
-        "ts",
-        "event",
-        "key_id",
-        "key_name",
-        "actor",
-        "changed",
-        "values",
-        "confirmed",
-    ]
+    fields = ["ts", "event", "key_id", "key_name", "owner", "actor", "changed", "values"]
+    assert list(line) == [*fields, "confirmed"]
     assert line["confirmed"] is True
 
 
@@ -219,3 +211,36 @@ def test_a_write_the_store_did_not_confirm_is_audited_as_unconfirmed(
     [entry] = [json.loads(r.getMessage()) for r in caplog.records]
     assert (entry["event"], entry["confirmed"]) == ("key.created", False)
     assert raised.value.record is not None and entry["key_id"] == raised.value.record.key_id
+
+
+def test_owner_changes_and_owned_keys_are_audited_with_the_owner(sqlite_url: str) -> None:
+    made = guard(
+        sqlite_url,
+        "--actor",
+        "ops-carol",
+        "owners",
+        "set",
+        "acme",
+        "--rate-limit",
+        "100/minute",
+        "--quota",
+        "1000",
+        "--quota-refill",
+        "monthly",
+    )
+    [set_entry] = entries(made.stderr)
+    assert (set_entry["event"], set_entry["owner"], set_entry["actor"]) == (
+        "owner.set",
+        "acme",
+        "ops-carol",
+    )
+    assert set_entry["changed"] == ["quota", "rate_limit"]
+    assert set_entry["values"]["quota"]["allowance"] == 1000
+    changed = guard(sqlite_url, "owners", "set", "acme", "--rate-limit", "200/minute")
+    assert [e["changed"] for e in entries(changed.stderr)] == [["rate_limit"]]
+    created = guard(sqlite_url, "keys", "create", "--name", "ci", "--owner", "acme", "--json")
+    [key_entry] = entries(created.stderr)
+    assert (key_entry["event"], key_entry["owner"]) == ("key.created", "acme")
+    removed = guard(sqlite_url, "owners", "unset", "acme")
+    [unset_entry] = entries(removed.stderr)
+    assert (unset_entry["event"], unset_entry["owner"]) == ("owner.unset", "acme")

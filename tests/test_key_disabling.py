@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fakeredis
 import pytest
 
-from guard import Keys, Reason
+from guard import Keys, KeyStateError, Reason, TokenCodec
 from stores import EnvStore, KeyRecord, KeyStore, MemoryStore, RedisStore, from_url
 from stores.env import render_records
 from stores.testing import ALICE
-from tests.conftest import PEPPER, SECRET, Api
-
-GUARD = Path(sys.executable).with_name("guard")  # the console script pip installed
-
-
-def guard(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GUARD_SECRET_KEY": SECRET, "GUARD_PEPPER": PEPPER}
-    return subprocess.run(
-        [str(GUARD), "--store", url, "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.conftest import Api
+from tests.guard_command import guard_keys as guard
 
 
 def audited(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -160,3 +145,46 @@ def test_a_record_written_before_the_field_existed_loads_as_enabled() -> None:
     assert KeyRecord.from_dict(before).refusal(ALICE.created_at) is None
     with pytest.raises(ValueError, match="'disabled' has an invalid value: true or false"):
         KeyRecord.from_dict({**before, "disabled": "yes"})
+
+
+def test_a_revoked_key_may_be_disabled_and_stays_revoked(keys: Keys) -> None:
+    _, record = keys.create("ci")
+    keys.revoke(record.key_id)
+    assert keys.disable(record.key_id).refusal(0) == "revoked"
+    with pytest.raises(KeyStateError) as refused:
+        keys.enable(record.key_id)
+    assert str(refused.value) == f"key {record.key_id} is revoked and cannot be enabled"
+
+
+class RacingStore(MemoryStore):
+    """A store where another operator's write lands between this one's read and its
+    write, as two operators' commands meet on a shared store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.between: list[Callable[[], object]] = []
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        record = super().get(key_id)
+        while self.between:
+            self.between.pop()()
+        return record
+
+
+@pytest.mark.parametrize("change", ["disable", "enable"])
+def test_disabling_or_enabling_never_writes_over_a_revocation_made_meanwhile(
+    change: str, codec: TokenCodec
+) -> None:
+    store = RacingStore()
+    keys = Keys(store, codec)
+    _, record = keys.create("ci")
+    if change == "enable":
+        keys.disable(record.key_id)
+    store.between.append(lambda: Keys(store, codec).revoke(record.key_id))
+    # The change is tried again on the record as it now is: disabled as well, or refused.
+    if change == "disable":
+        assert keys.disable(record.key_id).disabled
+    else:
+        with pytest.raises(KeyStateError):
+            keys.enable(record.key_id)
+    assert store.require(record.key_id).refusal(0) == "revoked"

@@ -133,3 +133,46 @@ def test_an_in_process_limiter_has_nothing_to_read_and_says_so(api: Api, sqlite_
 def test_an_unknown_key_is_one_line_and_exit_1(redis_url: str, sqlite_url: str) -> None:
     done = guard(sqlite_url, "usage", "ffffffffffffffff", GUARD_RATELIMIT_STORAGE_URL=redis_url)
     assert done.returncode == 1 and done.stderr.strip() == "Error: no key with id ffffffffffffffff"
+
+
+def test_usage_shows_the_quota_and_the_owners_share_and_reset_can_clear_the_quota(
+    api: Api, redis_url: str, sqlite_url: str
+) -> None:
+    with api.app.app_context():
+        api.guard.keys.set_owner("acme", rate_limit="50/minute", quota=100)
+    token = api.issue(rate_limit="10/minute", quota=5, quota_refill="monthly", owner="acme")
+    key_id = key_of(api, token)
+    assert [api.client.get("/orders", headers=api.bearer(token)).status_code for _ in "abc"] == [
+        200
+    ] * 3
+    found = usage(sqlite_url, key_id, redis_url)
+    assert [(w["policy"], w["used"]) for w in found["windows"]] == [("key", 3)]
+    quota = found["quota"]
+    assert (quota["allowance"], quota["used"], quota["remaining"], quota["refill"]) == (
+        5,
+        3,
+        2,
+        "monthly",
+    )
+    assert 0 < quota["refills_in"] <= 31 * 86_400
+    owner = found["owner"]
+    assert (owner["name"], owner["rate_limit"]) == ("acme", "50/minute")
+    assert [(w["policy"], w["used"]) for w in owner["windows"]] == [("owner", 3)]
+    assert (owner["quota"]["used"], owner["quota"]["refill"], owner["quota"]["refills_in"]) == (
+        3,
+        None,
+        None,
+    )
+    text = guard(sqlite_url, "usage", key_id, GUARD_RATELIMIT_STORAGE_URL=redis_url).stdout
+    assert "  quota    5                    3 used, 2 left, refills monthly, in " in text
+    assert "  owner    50 per 1 minute      3 used, 47 left, resets in " in text
+    assert "  owner-quota 100                  3 used, 97 left, never refills" in text
+
+    reset = guard(
+        sqlite_url, "reset-limits", key_id, "--quota", GUARD_RATELIMIT_STORAGE_URL=redis_url
+    )
+    assert f"reset 1 window and the quota of {key_id}" in reset.stderr
+    after = usage(sqlite_url, key_id, redis_url)
+    assert (after["windows"][0]["used"], after["quota"]["used"]) == (0, 0)
+    # The owner's share is the owner's other keys' too: left as it was.
+    assert (after["owner"]["windows"][0]["used"], after["owner"]["quota"]["used"]) == (3, 3)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOCAL_CONFIG, Api
+from tests.conftest import LOCAL_CONFIG, PEPPER, SECRET, Api
+from tests.guard_command import GUARD
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -91,3 +94,63 @@ def test_the_settings_table_gives_the_defaults_the_guard_has() -> None:
             "(required)" if "SECRET" in name or "PEPPER" in name else "(none)"
         )
         assert stated == expected, name
+
+
+def shell(store_url: str, cwd: Path) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Runs a README sh block's lines with bash as written (``set -euo pipefail``), the
+    installed ``guard`` on the PATH, the secrets and ``GUARD_STORE_URL`` set."""
+    env = {
+        "PATH": f"{GUARD.parent}:/usr/bin:/bin",
+        "GUARD_SECRET_KEY": SECRET,
+        "GUARD_PEPPER": PEPPER,
+        "GUARD_STORE_URL": store_url,
+    }
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            cwd=cwd,
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+def test_the_usage_quotas_example(guard_environment: None) -> None:
+    [example] = blocks("Usage quotas", "python")
+    run_block(example)  # its asserts are the client's view
+
+
+def test_the_usage_quotas_commands_run_as_written(sqlite_url: str, tmp_path: Path) -> None:
+    [commands] = blocks("Usage quotas", "sh")
+    bash = shell(sqlite_url, tmp_path)
+    create, update = commands.split("\nguard keys update ", 1)
+    bash(create)
+    listed = json.loads(bash("guard keys list --json").stdout)
+    acme = next(row["id"] for row in listed if row["name"] == "acme")
+    shown = {row["name"]: row["quota"] for row in listed}
+    assert shown["acme"].startswith("10000 monthly since ")
+    assert shown["trial"].startswith("500 lifetime since ")
+    bash("guard keys update " + update.replace("0123456789abcdef", acme))
+    assert json.loads(bash(f"guard keys show {acme} --json").stdout)["quota"] is None
+
+
+def test_the_owners_example(guard_environment: None) -> None:
+    [example] = blocks("Owners", "python")
+    run_block(example)  # its asserts are the client's view
+
+
+def test_the_owners_commands_run_as_written(sqlite_url: str, tmp_path: Path) -> None:
+    [commands] = blocks("Owners", "sh")
+    bash = shell(sqlite_url, tmp_path)
+    setup, rest = commands.split("\nguard owners unset ", 1)
+    done = bash(setup)
+    assert "acme-ci" in done.stdout and "acme-web" in done.stdout  # keys list --owner
+    assert "keys         2" in done.stdout  # owners show
+    assert (tmp_path / "ci-token.txt").read_text().startswith("gk_")
+    assert "unset owner acme" in bash("guard owners unset " + rest).stderr

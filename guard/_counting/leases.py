@@ -140,7 +140,7 @@ class _Lease:
             Window(
                 limit.policy,
                 limit.item,
-                max(0, limit.item.amount - count + self.units),
+                max(0, limit.amount - count + self.units),
                 max(0, math.ceil(reset - now)),
                 True,
                 limit.quota,
@@ -155,9 +155,9 @@ class _Lease:
             Window(
                 limit.policy,
                 limit.item,
-                max(0, limit.item.amount - count),
+                max(0, limit.amount - count),
                 max(0, math.ceil(reset - now)),
-                count < limit.item.amount,
+                count < limit.amount,
                 limit.quota,
             )
             for limit, count, reset in zip(plan, self.counts, self.resets, strict=True)
@@ -421,7 +421,7 @@ def _lease_call(plan: Plan) -> tuple[list[str], list[Any]]:
     keys.append(plan[0].key + "/holders")
     args: list[Any] = [_holder(), SHARE, HOLDERS_HORIZON]
     for limit in plan:
-        args += (limit.expiry, limit.item.amount)
+        args += (limit.expiry, limit.amount)
     return keys, args
 
 

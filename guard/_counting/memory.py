@@ -43,13 +43,36 @@ class WindowCounters(limits.storage.Storage):
         none is open; ``(count so far, when the window ends)`` in one call."""
         now = self._clock()
         with self._lock:
-            if now >= self._next_sweep:
-                self._sweep(now)
-            window = self._windows.get(key)
-            if window is None or window[1] <= now:
-                window = self._windows[key] = [0, now + expiry]
+            window = self._open(key, expiry, now)
             window[0] += amount
             return int(window[0]), window[1]
+
+    def hit(self, plan: Plan) -> tuple[list[tuple[int, float]], bool]:
+        """One hit of ``plan``, under one lock: each window counts 1, then each quota
+        spends its cost only if every window is within its limit and every quota has
+        room, all or none (so no quota is ever overspent, and a refused request spends
+        nothing). Each counter's ``(count, end)``, and whether the hit was admitted."""
+        now = self._clock()
+        with self._lock:
+            opened = [self._open(limit.key, limit.expiry, now) for limit in plan]
+            admitted = True
+            for limit, window in zip(plan, opened, strict=True):
+                if not limit.cost:
+                    window[0] += 1
+                admitted = admitted and window[0] + limit.cost <= limit.amount
+            if admitted:
+                for limit, window in zip(plan, opened, strict=True):
+                    window[0] += limit.cost
+            return [(int(window[0]), window[1]) for window in opened], admitted
+
+    def _open(self, key: str, expiry: float, now: float) -> list[float]:
+        # Under the lock: ``key``'s window, a new one if none is open.
+        if now >= self._next_sweep:
+            self._sweep(now)
+        window = self._windows.get(key)
+        if window is None or window[1] <= now:
+            window = self._windows[key] = [0, now + expiry]
+        return window
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return self.count(key, expiry, amount)[0]
@@ -86,11 +109,18 @@ class WindowCounters(limits.storage.Storage):
 
 def counter(storage: WindowCounters) -> Hit:
     def count(plan: Plan) -> Reply:
+        if plan[-1].cost:  # a quota (they come last): spent under one lock with the rest
+            counts, admitted = storage.hit(plan)
+            done = tuple(
+                window(limit, hits, seconds_until(ends), admitted)
+                for limit, (hits, ends) in zip(plan, counts, strict=True)
+            )
+            return lambda: done
         windows = []
         for limit in plan:
             hits, ends = storage.count(limit.key, limit.expiry)
             windows.append(window(limit, hits, seconds_until(ends)))
-        done = tuple(windows)
-        return lambda: done
+        rates = tuple(windows)
+        return lambda: rates
 
     return count

@@ -1,5 +1,6 @@
-"""Counting on Redis: every limit of a key hit, and its windows read, in one script call
-(one per limit on a Cluster, where a key's limits live in different slots)."""
+"""Counting on Redis: every limit and quota of a key hit, and its windows read, in one
+script call (on a Cluster, where a key's limits live in different slots, one call per
+limit, then its quotas in turn: :func:`guard._counting.plan.spend_each`)."""
 
 from __future__ import annotations
 
@@ -13,53 +14,67 @@ import limits.storage
 import redis
 
 from guard._counting.direct_script import DirectScript
-from guard._counting.plan import Hit, Plan, Reply, Window, window
+from guard._counting.plan import Counted, Hit, Plan, Reply, Window, spend_each, window
 
 FIXED_WINDOW_LUA = (resources.files(__package__) / "lua" / "fixed_window.lua").read_bytes()
 
 
 def counter(storage: limits.storage.RedisStorage) -> Hit:
     client = storage.get_connection()
-    send: Callable[[list[str], list[Any]], Callable[[], Any]]
     if isinstance(client, redis.Redis):
-        send = DirectScript(client, FIXED_WINDOW_LUA).send
-    else:
-        # A Cluster routes by key and has no single pool: redis-py's Script, read at once.
-        script = client.register_script(FIXED_WINDOW_LUA)
-
-        def send(keys: list[str], args: list[Any]) -> Callable[[], Any]:
-            reply = script(keys, args)
-            return lambda: reply
+        return _one_call(storage, DirectScript(client, FIXED_WINDOW_LUA).send)
+    # A Cluster routes by key and has no single pool: redis-py's Script, a call per
+    # limit (each in a slot of its own), read at once.
+    script = client.register_script(FIXED_WINDOW_LUA)
 
     def count(plan: Plan) -> Reply:
-        # On a Cluster the limits of a key live in different slots: one call each.
-        calls = [plan] if isinstance(client, redis.Redis) else [(limit,) for limit in plan]
+        rates = [limit for limit in plan if not limit.cost]
         try:
-            sent = [
-                send(
-                    [limit.key for limit in call],
-                    [value for limit in call for value in (limit.expiry, 1)],
-                )
-                for call in calls
-            ]
+            windows = [_read(rate, script([rate.key], _args(rate))) for rate in rates]
+            admitted = all(w.allowed for w in windows)
+            windows += spend_each(storage, [limit for limit in plan if limit.cost], admitted)
+        except storage.base_exceptions as exc:
+            raise limits.errors.StorageError(exc) from exc
+        done = tuple(windows)
+        return lambda: done
+
+    return count
+
+
+def _one_call(
+    storage: limits.storage.RedisStorage, send: Callable[[list[str], list[Any]], Callable[[], Any]]
+) -> Hit:
+    def count(plan: Plan) -> Reply:
+        keys = [storage.prefixed_key(limit.key) if limit.cost else limit.key for limit in plan]
+        try:
+            read = send(keys, [value for limit in plan for value in _args(limit)])
         except storage.base_exceptions as exc:
             raise limits.errors.StorageError(exc) from exc
 
         def reply() -> tuple[Window, ...]:
-            replies: list[Any] = []
             try:
-                for read in sent:
-                    replies.extend(read())
+                answer = read()
             except storage.base_exceptions as exc:
                 raise limits.errors.StorageError(exc) from exc
+            admitted = bool(int(answer[0]))
             # (count, milliseconds left) for each limit, in the plan's order.
             return tuple(
-                window(
-                    limit, int(replies[2 * n]), max(0, math.ceil(int(replies[2 * n + 1]) / 1000))
-                )
+                window(limit, int(answer[2 * n + 1]), _seconds(answer[2 * n + 2]), admitted)
                 for n, limit in enumerate(plan)
             )
 
         return reply
 
     return count
+
+
+def _args(limit: Counted) -> tuple[int, int, int]:
+    return (limit.expiry, limit.amount, limit.cost)
+
+
+def _read(limit: Counted, answer: Any) -> Window:
+    return window(limit, int(answer[1]), _seconds(answer[2]))
+
+
+def _seconds(milliseconds: Any) -> int:
+    return max(0, math.ceil(int(milliseconds) / 1000))

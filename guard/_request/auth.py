@@ -24,7 +24,7 @@ from guard.errors import (
     retry_later,
 )
 from guard.keys.lifecycle import B64TOKEN, Keys, Reason
-from stores import KeyRecord
+from stores import InvalidRecord, KeyRecord, OwnerRecord, StoreUnavailable
 
 #: ``Bearer`` (any case), one or more spaces, a b64token: nothing else is a credential.
 _BEARER = re.compile(rf"[Bb][Ee][Aa][Rr][Ee][Rr] +({B64TOKEN.pattern})")
@@ -126,8 +126,21 @@ class Authenticator:
             challenge = f'{self.challenge}, error="invalid_token"'
             refuse(state, InvalidToken, verdict.reason.value, [("WWW-Authenticate", challenge)])
         state.key = verdict.record
+        if verdict.record.owner is not None:
+            state.owner = self._owner(state, verdict.record.owner)
         self.keys.note_use(verdict.record)
         return verdict.record
+
+    def _owner(self, state: RequestState, name: str) -> OwnerRecord | None:
+        """The owner's record (cached by the store as key records are), or a refusal
+        (503): a key is never served without its owner's limits because the store did
+        not answer, or held an owner record no reader takes."""
+        try:
+            return self.keys.store.get_owner(name)
+        except StoreUnavailable:
+            refuse(state, GuardUnavailable, Reason.UNAVAILABLE.value, retry_later())
+        except InvalidRecord:
+            refuse(state, GuardUnavailable, Reason.INVALID_RECORD.value, retry_later())
 
     def _guesses(self, header: str | None, api_key: str | None) -> bool:
         try:

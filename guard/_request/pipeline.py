@@ -151,7 +151,7 @@ def _stages(
     address = environ.get("REMOTE_ADDR") or "-"
     key = gs.auth.authenticate(state, header, address, api_key)
     check_address(state, key, address)
-    gs.limits.enforce(state, key)
+    gs.limits.enforce(state, key, lambda: scopes.cost_of(policy, request))
     accepted = gs.config.content_types if policy.content_types is None else policy.content_types
     check_body(state, request, gs.config.max_content_length, accepted)
     if policy.scopes:

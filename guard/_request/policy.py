@@ -1,5 +1,6 @@
-"""What each view asks of the guard: ``@guard.exempt``, ``@guard.require``,
-``@guard.accepts`` and ``@guard.headers``, on a view or on a whole blueprint.
+"""What each view asks of the guard: ``@guard.exempt``, ``@guard.require`` and
+``@guard.headers`` on a view or on a whole blueprint, ``@guard.accepts`` and
+``@guard.cost`` on a view.
 
 Every view is protected unless marked exempt. One place decides what a request needs:
 the pipeline, before the view runs, by the policy :func:`for_endpoint` finds for the
@@ -46,7 +47,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Request
 from flask.sansio.blueprints import Blueprint as SansioBlueprint
 
 from guard._request.state import PROTECTED, Policy, RequestState, current, refuse
@@ -84,9 +85,12 @@ def mark(target: Target, **changes: Any) -> Target:
     view: Callable[..., Any] = target.guard_view if own else target  # type: ignore[attr-defined]
     wrapper = _wrap(view, _merge(of(target), changes))
     if "scopes" in changes:
-        # Written above the route decorator, the function given is the one registered.
-        with contextlib.suppress(AttributeError):  # a bound method: only the wrapper holds
-            setattr(target, REQUIRED, _required(target) | frozenset(changes["scopes"]))
+        # Written above the route decorator, the function registered is the one given,
+        # or, when that is another of the guard's own wrappers (stacked above the route
+        # too), the view it wraps.
+        for registered in (target, view) if own else (target,):
+            with contextlib.suppress(AttributeError):  # a bound method: only the wrapper holds
+                setattr(registered, REQUIRED, _required(registered) | frozenset(changes["scopes"]))
     return wrapper  # type: ignore[return-value]
 
 
@@ -157,6 +161,35 @@ def check_scopes(state: RequestState, policy: Policy, realm: str) -> None:
     refuse(state, InsufficientScope, "insufficient_scope", [("WWW-Authenticate", challenge)])
 
 
+def cost_of(policy: Policy, request: Request) -> int:
+    """What the request spends from its key's quota under ``policy``: 1 unless the view
+    says otherwise.
+
+    :raises TypeError: if the view's cost function gives anything but a whole number of
+        at least 0 (the pipeline then refuses the request with 503: never free by error).
+    """
+    cost = policy.cost
+    if cost is None:
+        return 1
+    spend = cost if isinstance(cost, int) else cost(request)
+    if not _is_cost(spend):
+        raise TypeError(f"a view's cost must be a whole number of at least 0, not {spend!r}")
+    return spend
+
+
+def _is_cost(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_cost(cost: object) -> None:
+    """:raises TypeError: unless ``cost`` is what ``@guard.cost`` takes."""
+    if not (_is_cost(cost) or (callable(cost) and not isinstance(cost, type))):
+        raise TypeError(
+            f"@guard.cost takes a whole number of at least 0 or a function of the request, "
+            f"not {cost!r}"
+        )
+
+
 def _found(view: object, *, exempt: bool) -> Policy:
     # The policies on ``view`` and under it, outermost first: scopes add up, and the
     # outermost content types and Content-Security-Policy win, as when decorators stack.
@@ -169,6 +202,7 @@ def _found(view: object, *, exempt: bool) -> Policy:
                 found.content_types if policy.content_types is None else policy.content_types
             ),
             csp=policy.csp or found.csp,
+            cost=found.cost if policy.cost is None else policy.cost,
         )
     return policy
 
@@ -219,6 +253,9 @@ def _by_method(view_class: type, policy: Policy) -> dict[str, Policy] | None:
                 exempt=policy.exempt or own.exempt,
                 scopes=policy.scopes | dispatch.scopes | own.scopes,
                 content_types=own.content_types or dispatch.content_types or policy.content_types,
+                cost=next(
+                    (c for c in (own.cost, dispatch.cost, policy.cost) if c is not None), None
+                ),
             )
         )
         if handler is not None:
@@ -323,5 +360,7 @@ def _requirements(policy: Policy) -> str:
 def _mark_blueprint(blueprint: Blueprint, changes: dict[str, Any]) -> Blueprint:
     if "content_types" in changes:
         raise TypeError("@guard.accepts applies to views, not to a whole blueprint")
+    if "cost" in changes:
+        raise TypeError("@guard.cost applies to views, not to a whole blueprint")
     setattr(blueprint, ATTRIBUTE, _merge(of(blueprint), changes))
     return blueprint

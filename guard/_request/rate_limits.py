@@ -17,8 +17,9 @@ the throttle must see each one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import limits
@@ -35,14 +36,17 @@ from guard._counting.plan import (
     Plan,
     Reply,
     Window,
+    charge,
     parse_limits,
     plan_for,
     seconds_until,
+    spend_each,
+    window,
 )
 from guard._request.state import RequestState, refuse
 from guard.config import GuardConfig
-from guard.errors import GuardUnavailable, RateLimited, retry_later
-from stores import KeyRecord
+from guard.errors import GuardUnavailable, QuotaExceeded, RateLimited, retry_later
+from stores import KeyRecord, OwnerRecord, Quota
 from stores.cache import BoundedCache
 from stores.redis import CLIENT_SCHEMES, client_from_url, connection_options
 
@@ -56,20 +60,30 @@ PLAN_CACHE_SIZE = 4096
 
 
 def headers(windows: Sequence[Window]) -> Headers:
-    """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window."""
+    """The ``RateLimit-Policy`` and ``RateLimit`` headers listing every window (a quota
+    too: its entry says ``qu="request"``, and a lifetime quota has no ``w`` or ``t``)."""
     if len(windows) == 1:  # the usual case, on every authenticated response
         (w,) = windows
         policies = w.quota
         state = f'"{w.policy}";r={w.remaining};t={w.reset_in}'
     else:
         policies = ", ".join(w.quota for w in windows)
-        state = ", ".join(f'"{w.policy}";r={w.remaining};t={w.reset_in}' for w in windows)
+        state = ", ".join(
+            f'"{w.policy}";r={w.remaining};t={w.reset_in}'
+            if w.refills
+            else f'"{w.policy}";r={w.remaining}'
+            for w in windows
+        )
     return [("RateLimit-Policy", policies), ("RateLimit", state)]
 
 
 def retry_after(windows: Sequence[Window]) -> Headers:
-    """``Retry-After`` (the longest wait among exhausted windows) and the limit headers."""
-    wait = max((w.reset_in for w in windows if not w.allowed), default=1)
+    """``Retry-After`` (the longest wait among exhausted windows) and the limit headers;
+    no ``Retry-After`` when a lifetime quota is spent: waiting never helps there."""
+    refused = [w for w in windows if not w.allowed]
+    if not all(w.refills for w in refused):
+        return headers(windows)
+    wait = max((w.reset_in for w in refused), default=1)
     return [("Retry-After", str(max(1, wait))), *headers(windows)]
 
 
@@ -214,47 +228,96 @@ class RateLimits:
         self._plans.put(key, plan)
         return plan
 
-    def enforce(self, state: RequestState, record: KeyRecord) -> None:
+    def enforce(self, state: RequestState, record: KeyRecord, cost: Callable[[], int]) -> None:
         """The rate-limit stage: count the request under each of its key's limits (or the
-        default's), refuse it (429) over any limit, or (503) when the storage failed and
-        limits fail closed."""
+        default's) and its owner's, and spend its ``cost`` from the key's quota and its
+        owner's; refuse it (429) over any limit or with a quota spent, or (503) when the
+        storage failed and limits fail closed.
+
+        A key with a quota, or an owner with limits or a quota, is counted exactly, in
+        one storage call for all of them (one script on Redis), not from a lease: a
+        lease's units held by one process could not be spent by another, and a quota's
+        last units must go to whoever asks; an owner's windows are shared by keys whose
+        leases would each hold some. A key with neither costs what it did (the cost is
+        not even asked for).
+        """
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
+        hit = self._key_hit
+        if record.quota is not None or state.owner is not None:
+            shared = self._shared(plan, record, state.owner, cost)
+            if shared is not plan:  # anything more than the key's own windows
+                plan, hit = shared, self._hit
         try:
-            state.windows = self._key_hit(plan)()
+            state.windows = hit(plan)()
         except limits.errors.StorageError:
             if not self.fail_open:
                 refuse(state, GuardUnavailable, "limiter_unavailable", retry_later())
-        for window in state.windows:
-            if not window.allowed:
-                refuse(state, RateLimited, "rate_limited", retry_after(state.windows))
+        for counted in state.windows:
+            if not counted.allowed:
+                # A spent quota is the refusal to name: waiting out a window does not end it.
+                spent = any(w.item is None and not w.allowed for w in state.windows)
+                kind = QuotaExceeded if spent else RateLimited
+                refuse(state, kind, kind.error, retry_after(state.windows))
 
-    def usage(self, record: KeyRecord) -> tuple[Window, ...]:
-        """Where ``record``'s key stands in each of its windows, read from the counters
-        without counting a hit (``limits``' own ``get_window_stats``, for every strategy
-        and storage). On Redis a count includes the units processes hold leased and have
-        not spent yet: they were added to the counter when leased.
+    def _shared(
+        self, plan: Plan, record: KeyRecord, owner: OwnerRecord | None, cost: Callable[[], int]
+    ) -> Plan:
+        """``plan`` (the key's own windows) with its owner's windows, and the charges of
+        the key's quota and its owner's for this request (none when it costs 0)."""
+        plan = (*plan, *self._owner_windows(owner))
+        quotas = _quotas(record, owner)
+        spend = cost() if quotas else 0
+        if not spend:
+            return plan
+        now = time.time()
+        return (*plan, *(charge(name, who, quota, spend, now) for name, who, quota in quotas))
+
+    def _owner_windows(self, owner: OwnerRecord | None) -> Plan:
+        if owner is None or owner.rate_limit is None:
+            return ()
+        return self.plan(owner.rate_limit, "owner", owner.name)
+
+    def usage(self, record: KeyRecord, owner: OwnerRecord | None = None) -> tuple[Window, ...]:
+        """Where ``record``'s key stands in each of its windows and its ``owner``'s, then
+        in its quota and its owner's, read from the counters without counting a hit
+        (``limits``' own ``get_window_stats`` and ``get``, for every strategy and
+        storage). On Redis a window's count includes the units processes hold leased and
+        have not spent yet: they were added to the counter when leased.
 
         :raises limits.errors.StorageError: when the storage did not answer.
         """
         windows = []
-        for limit in self.plan(record.rate_limit or self.default, "key", record.key_id):
+        key_windows = self.plan(record.rate_limit or self.default, "key", record.key_id)
+        for limit in (*key_windows, *self._owner_windows(owner)):
+            assert limit.item is not None  # a plan of limits holds rate windows
             stats = self.strategy.get_window_stats(limit.item, limit.policy, limit.identifier)
             reset_in = seconds_until(stats.reset_time)
             windows.append(
                 Window(limit.policy, limit.item, stats.remaining, reset_in, True, limit.quota)
             )
+        now = time.time()
+        for name, who, quota in _quotas(record, owner):
+            spent = charge(name, who, quota, 1, now)  # described, not spent
+            windows.append(window(spent, self._counters().get(spent.key), 0))
         return tuple(windows)
 
-    def clear(self, record: KeyRecord) -> tuple[str, ...]:
+    def clear(self, record: KeyRecord, *, quota: bool = False) -> tuple[str, ...]:
         """Clear ``record``'s key's window counters (``limits``' own ``clear``): its next
-        request opens a new window in each. The policies cleared, in order.
+        request opens a new window in each; with ``quota``, its quota's count too (its
+        owner's windows and quota, shared with other keys, are left alone). The
+        policies cleared, in order.
 
         :raises limits.errors.StorageError: when the storage did not answer.
         """
         plan = self.plan(record.rate_limit or self.default, "key", record.key_id)
         for limit in plan:
+            assert limit.item is not None  # a plan of limits holds rate windows
             self.strategy.clear(limit.item, limit.policy, limit.identifier)
-        return tuple(limit.policy for limit in plan)
+        cleared = [limit.policy for limit in plan]
+        if quota and record.quota is not None:
+            self._counters().clear(charge("quota", record.key_id, record.quota, 1, time.time()).key)
+            cleared.append("quota")
+        return tuple(cleared)
 
     def count_failure(self, client: str) -> Window | None:
         """Count a failed attempt that needed the store, in the shared limiter.
@@ -293,9 +356,27 @@ class RateLimits:
         windows = []
         for limit in plan:
             policy, item, identifier = limit.policy, limit.item, limit.identifier
+            if item is None:
+                continue  # a quota: spent below, once every window has admitted the hit
             allowed = self.strategy.hit(item, policy, identifier)
             stats = self.strategy.get_window_stats(item, policy, identifier)
             reset_in = seconds_until(stats.reset_time)
             windows.append(Window(policy, item, stats.remaining, reset_in, allowed, limit.quota))
+        quotas = [limit for limit in plan if limit.item is None]
+        if quotas:
+            admitted = all(window.allowed for window in windows)
+            windows += spend_each(self._counters(), quotas, admitted)
         done = tuple(windows)
         return lambda: done
+
+    def _counters(self) -> limits.storage.Storage:
+        # The strategy took this storage, so it is one of limits' synchronous ones.
+        return cast(limits.storage.Storage, self.storage)
+
+
+def _quotas(record: KeyRecord, owner: OwnerRecord | None) -> list[tuple[str, str, Quota]]:
+    """The quotas a request of ``record``'s key spends from: its own, its owner's."""
+    found = [] if record.quota is None else [("quota", record.key_id, record.quota)]
+    if owner is not None and owner.quota is not None:
+        found.append(("owner-quota", owner.name, owner.quota))
+    return found

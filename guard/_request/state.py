@@ -15,14 +15,14 @@ import dataclasses
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from flask import has_request_context, request
+from flask import Request, has_request_context, request
 
 from guard._counting.plan import Window
 from guard.errors import RequestRejected
-from stores import KeyRecord
+from stores import KeyRecord, OwnerRecord
 
 #: Where the request's :class:`RequestState` lives in the WSGI environ.
 STATE = "guard.state"
@@ -47,6 +47,9 @@ class Policy:
     content_types: tuple[str, ...] | None = None
     #: A Content-Security-Policy for this view's responses instead of the API's.
     csp: str | None = None
+    #: What a request spends from its key's quota (``@guard.cost``): a number of units,
+    #: or a function of the request giving one (``None``: 1).
+    cost: int | Callable[[Request], int] | None = None
     #: A class-based view's policy for each HTTP method whose own method asks something
     #: else than the whole view (``None``: the same for every method).
     methods: Mapping[str, Policy] | None = dataclasses.field(default=None, compare=False)
@@ -64,6 +67,8 @@ class RequestState:
     policy: Policy | None = None
     #: The authenticated key, once verified.
     key: KeyRecord | None = None
+    #: The record of the key's owner, when it names one that has a record.
+    owner: OwnerRecord | None = None
     #: The key id a refused token named, for the audit trail.
     key_id: str | None = None
     outcome: str = "allowed"

@@ -46,10 +46,13 @@ from stores import (
     KeyRecord,
     Listing,
     MemoryStore,
+    OwnerRecord,
+    Quota,
     ReadOnlyStore,
     StoreError,
     StoreUnavailable,
 )
+from stores.base import REFILLS
 from stores.env import parse_records, render_records
 from stores.envfile import env_line, locked, read_variable, write_variable
 from stores.urls import scrub
@@ -472,6 +475,19 @@ allow_from_option = click.option(
     help="Only from these comma-separated networks, e.g. 10.0.0.0/8,2001:db8::/32 (a bare "
     "address is its /32 or /128); else from anywhere.",
 )
+quota_option = click.option(
+    "--quota",
+    type=click.IntRange(min=0),
+    help="Units the key may spend (a request spends its view's cost, 1 by default) per "
+    "--quota-refill period, or over its life; on update, a top-up: the new allowance, "
+    "counted afresh from now (0 removes the quota).",
+)
+quota_refill_option = click.option(
+    "--quota-refill",
+    type=click.Choice(REFILLS),
+    help="When the quota refills: 1d or 30d from when it was set, monthly on the 1st "
+    "(UTC); never if absent (a lifetime quota; on update, the refill it had).",
+)
 grace_option = click.option(
     "--grace",
     callback=duration,
@@ -521,19 +537,27 @@ def emit(as_json: bool, row: dict[str, Any], text: str, err: bool = False) -> No
 @click.option("--name", required=True, help="Who the key belongs to.")
 @click.option("--expires-in", callback=duration, help="e.g. 90d; never expires if absent.")
 @settings_options
+@quota_option
+@quota_refill_option
+@click.option("--owner", help="Who owns the key: its limits and quota are shared by its keys.")
 @click.pass_obj
 def create(
     op: Operator,
     name: str,
+    owner: str | None,
     scopes: list[str] | None,
     expires_in: float | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
     allow_from: list[str] | None,
+    quota: int | None,
+    quota_refill: str | None,
     env_file: Path | None,
     as_json: bool,
 ) -> None:
     """Issue a key and print its token, once."""
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
     with op.writing(env_file) as keys, token_kept(as_json):
         token, record = keys.create(
             name,
@@ -542,6 +566,9 @@ def create(
             rate_limit=None if rate_limit == "default" else rate_limit,
             metadata={k: v for k, v in metadata.items() if v is not None},
             allow_from=allow_from or (),
+            quota=quota or None,
+            quota_refill=quota_refill,
+            owner=owner,
         )
     print_token(token, record, as_json)
 
@@ -553,10 +580,16 @@ STATES = ("active", "in grace period", "revoked", "expired", "rotated", "disable
 @click.option("--state", type=click.Choice(STATES), help="Only keys in this state.")
 @click.option("--name", "pattern", help="Only keys whose name matches this glob.")
 @click.option("--scope", help="Only keys holding this scope.")
+@click.option("--owner", help="Only keys of this owner.")
 @json_option
 @click.pass_obj
 def list_keys(
-    op: Operator, state: str | None, pattern: str | None, scope: str | None, as_json: bool
+    op: Operator,
+    state: str | None,
+    pattern: str | None,
+    scope: str | None,
+    owner: str | None,
+    as_json: bool,
 ) -> None:
     """List keys (never a secret or a digest), optionally filtered."""
     keys = op.keys
@@ -568,6 +601,7 @@ def list_keys(
             for r in records
             if (pattern is None or fnmatch.fnmatchcase(r.name, pattern))
             and (scope is None or scope in r.scopes)
+            and (owner is None or r.owner == owner)
         ]
         rows = [describe(record, keys) for record in records]
     rows = [row for row in rows if state is None or row["state"] == state]
@@ -603,6 +637,11 @@ def show(op: Operator, key_id: str, as_json: bool) -> None:
     keys = op.keys
     with operator_errors():
         row = describe(keys.store.require(key_id), keys)
+    show_row(row, as_json)
+
+
+def show_row(row: dict[str, Any], as_json: bool) -> None:
+    """One record for ``show``: JSON, or a line for each field that has a value."""
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
@@ -663,36 +702,57 @@ switch_command("enable", "Accept a disabled key again (a revoked key stays revok
 @click.option(
     "--allow-anywhere", is_flag=True, help="Lift the key's --allow-from list: from anywhere."
 )
+@quota_option
+@quota_refill_option
+@click.option("--owner", help="Move the key to this owner ('none': no owner).")
 @click.pass_obj
 def update(
     op: Operator,
     key_id: str,
+    owner: str | None,
     scopes: list[str] | None,
     rate_limit: str | None,
     metadata: dict[str, str | None],
     allow_from: list[str] | None,
+    quota: int | None,
+    quota_refill: str | None,
     env_file: Path | None,
     as_json: bool,
     allow_anywhere: bool,
 ) -> None:
-    """Change a key's scopes, rate limit, metadata or networks without rotating it.
+    """Change a key's scopes, rate limit, metadata, networks, quota or owner without
+    rotating it.
 
     --scopes replaces every scope; --rate-limit default goes back to the service's
     default; --metadata KEY=VALUE sets one entry and KEY= removes it; --allow-from
-    replaces every network and --allow-anywhere removes them all. A key in a rotation
-    changes with its successor and a predecessor still in its grace period.
+    replaces every network and --allow-anywhere removes them all; --quota N tops the
+    quota up: N units from now on, counted afresh (what was spent is forgotten), and
+    --quota 0 removes it; --owner NAME moves it to another owner (none: no owner). A key
+    in a rotation changes with its successor and a predecessor still in its grace period
+    (one quota, spent by all of their tokens).
     """
     if allow_from is not None and allow_anywhere:
         raise click.UsageError("give --allow-from or --allow-anywhere, not both")
     networks = [] if allow_anywhere else allow_from
-    if scopes is None and rate_limit is None and not metadata and networks is None:
+    unchanged = scopes is None and rate_limit is None and not metadata and networks is None
+    if unchanged and quota is None and not owner:
         raise click.UsageError(
-            "give --scopes, --rate-limit, --metadata, --allow-from or --allow-anywhere"
+            "give --scopes, --rate-limit, --metadata, --allow-from, --allow-anywhere, "
+            "--quota or --owner"
         )
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
     with op.writing(env_file) as keys:
         limit = None if rate_limit is None else ("" if rate_limit == "default" else rate_limit)
         record = keys.update(
-            key_id, scopes=scopes, rate_limit=limit, metadata=metadata, allow_from=networks
+            key_id,
+            scopes=scopes,
+            rate_limit=limit,
+            metadata=metadata,
+            allow_from=networks,
+            quota=quota,
+            quota_refill=quota_refill,
+            owner=None if owner is None else ("" if owner == "none" else owner),
         )
         row = describe(record, keys)
         others = [other.key_id for other in keys.rotation_of(record)[1:]]
@@ -714,39 +774,58 @@ def limiter_errors() -> Iterator[None]:
 @json_option
 @click.pass_obj
 def usage(op: Operator, key_id: str, as_json: bool) -> None:
-    """Show where a key stands in each of its rate-limit windows, and its last use.
+    """Show where a key stands in each of its rate-limit windows, its quota, its owner's
+    share, and its last use.
 
     Read from the limiter's counters (the service's settings, GUARD_RATELIMIT_STORAGE_URL
     and GUARD_RATE_LIMIT, in this command's environment) without counting a request. On
-    Redis a count includes the units workers hold leased and have not spent yet.
+    Redis a window's count includes the units workers hold leased and have not spent yet.
     """
     keys, record, limiter = op.keys, op.require(key_id), op.limits
+    owner = None if record.owner is None else keys.store.get_owner(record.owner)
     with limiter_errors():
-        windows = limiter.usage(record)
-    row = usage_of(record, keys, windows, leased=limiter.leased)
+        windows = limiter.usage(record, owner)
+    row = usage_of(record, owner, keys, windows, leased=limiter.leased)
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
     click.echo(f"key {record.key_id} ({record.name}), last used {row['last_used'] or 'never'}")
-    for window in row["windows"]:
-        click.echo(
-            f"  {window['policy']:<8} {window['limit']:<20} {window['used']} used, "
-            f"{window['remaining']} left, resets in {window['reset_in']}s"
-        )
+    shares = [row] if row["owner"] is None else [row, row["owner"]]
+    for share, label in zip(shares, ("quota", "owner-quota"), strict=False):
+        for window in share["windows"]:
+            click.echo(
+                f"  {window['policy']:<8} {window['limit']:<20} {window['used']} used, "
+                f"{window['remaining']} left, resets in {window['reset_in']}s"
+            )
+        spent = share["quota"]
+        if spent is not None:
+            refill = (
+                "never refills"
+                if spent["refill"] is None
+                else f"refills {spent['refill']}, in {spent['refills_in']}s"
+            )
+            click.echo(
+                f"  {label:<8} {spent['allowance']:<20} {spent['used']} used, "
+                f"{spent['remaining']} left, {refill}"
+            )
     if limiter.leased:
         click.echo("counts include units leased to workers and not yet spent", err=True)
 
 
 def usage_of(
-    record: KeyRecord, keys: Keys, windows: tuple[Window, ...], *, leased: bool
+    record: KeyRecord,
+    owner: OwnerRecord | None,
+    keys: Keys,
+    windows: tuple[Window, ...],
+    *,
+    leased: bool,
 ) -> dict[str, Any]:
-    """What ``guard keys usage`` reports of a key; the key's quota and its owner's share
-    (issue 24, items 1 and 2) are reported here too, beside its windows."""
-    return {
-        "id": record.key_id,
-        "name": record.name,
-        "rate_limit": record.rate_limit,
-        "windows": [
+    """What ``guard keys usage`` reports of a key: its windows and quota, and its owner's
+    (shared with the owner's other keys)."""
+    found = {window.policy: window for window in windows}
+
+    def rates(prefix: str) -> list[dict[str, Any]]:
+        return [
             {
                 "policy": window.policy,
                 "limit": str(window.item),
@@ -755,7 +834,36 @@ def usage_of(
                 "reset_in": window.reset_in,
             }
             for window in windows
-        ],
+            if window.item is not None and window.policy.partition("-")[0] == prefix
+        ]
+
+    def spent(policy: str, quota: Quota | None) -> dict[str, Any] | None:
+        if quota is None:
+            return None
+        window = found[policy]
+        return {
+            "allowance": quota.allowance,
+            "used": quota.allowance - window.remaining,
+            "remaining": window.remaining,
+            "refill": quota.refill,
+            "refills_in": window.reset_in if window.refills else None,
+            "since": when(quota.since),
+        }
+
+    return {
+        "id": record.key_id,
+        "name": record.name,
+        "rate_limit": record.rate_limit,
+        "windows": rates("key"),
+        "quota": spent("quota", record.quota),
+        "owner": None
+        if owner is None
+        else {
+            "name": owner.name,
+            "rate_limit": owner.rate_limit,
+            "windows": rates("owner"),
+            "quota": spent("owner-quota", owner.quota),
+        },
         "includes_leased_units": leased,
         "last_used": when(keys.store.last_used(record.key_id)),
     }
@@ -763,20 +871,25 @@ def usage_of(
 
 @keys.command("reset-limits")
 @click.argument("key_id")
+@click.option("--quota", "with_quota", is_flag=True, help="Clear its quota's count too.")
 @json_option
 @click.pass_obj
-def reset_limits(op: Operator, key_id: str, as_json: bool) -> None:
+def reset_limits(op: Operator, key_id: str, with_quota: bool, as_json: bool) -> None:
     """Clear a key's rate-limit window counters: its next request opens new windows.
+    With --quota, its quota's count as well (all of it left again). Its owner's windows
+    and quota, shared with the owner's other keys, are left alone.
 
     Workers refusing the key as over its limit ask the limiter again within a second.
     Units a worker already holds leased are still spent, on top of the new windows.
     """
     keys, record, limiter = op.keys, op.require(key_id), op.limits
     with limiter_errors():
-        cleared = limiter.clear(record)
+        cleared = limiter.clear(record, quota=with_quota)
     keys.audit("key.limits_reset", record, {"windows": list(cleared)})
     row = {"id": record.key_id, "name": record.name, "cleared": list(cleared)}
-    text = f"reset {plural(len(cleared), 'window')} of {record.key_id} ({record.name})"
+    windows = plural(len([p for p in cleared if p != "quota"]), "window")
+    also = " and the quota" if "quota" in cleared else ""
+    text = f"reset {windows}{also} of {record.key_id} ({record.name})"
     emit(as_json, row, text, err=True)
 
 
@@ -1004,10 +1117,12 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
     return {
         "id": record.key_id,
         "name": record.name,
+        "owner": record.owner,
         "state": state,
         "scopes": list(record.scopes),
         "rate_limit": record.rate_limit,
         "allow_from": list(record.allow_from),
+        "quota": quota_text(record.quota),
         "created": when(record.created_at),
         "expires": when(record.expires_at),
         "revoked": when(record.revoked_at),
@@ -1018,6 +1133,14 @@ def describe(record: KeyRecord, keys: Keys) -> dict[str, Any]:
         "imported": record.imported or None,
         "metadata": dict(record.metadata),
     }
+
+
+def quota_text(quota: Quota | None) -> str | None:
+    """``10000 monthly since 2026-12-08T01:30:00Z`` (the allowance, its refill, and
+    when it was last set, from which its count runs)."""
+    if quota is None:
+        return None
+    return f"{quota.allowance} {quota.refill or 'lifetime'} since {when(quota.since)}"
 
 
 def cell(value: object) -> str:
@@ -1086,6 +1209,116 @@ def store_check(ctx: click.Context) -> None:
             "the Redis user cannot do all the guard needs (docs/deployment.md gives the "
             "minimal ACL)"
         )
+
+
+# -- owners: limits and a quota shared by the keys naming them ----------------------------
+
+
+@cli.group()
+def owners() -> None:
+    """Manage owners: limits and a quota shared by every key of one owner."""
+
+
+@contextlib.contextmanager
+def owner_writes(op: Operator) -> Iterator[Keys]:
+    """The keys whose store an owner command changes. An ``env://`` store is changed in
+    place, to be refused: its variable holds keys only, no owners."""
+    if isinstance(op.keys.store, EnvStore):
+        with operator_errors():
+            yield op.keys
+        return
+    with op.writing(None) as keys:
+        yield keys
+
+
+def owner_row(owner: OwnerRecord, keys: Keys) -> dict[str, Any]:
+    """What an operator sees of an owner, with how many keys name it."""
+    named = sum(1 for record in keys.store.records() if record.owner == owner.name)
+    return {
+        "name": owner.name,
+        "rate_limit": owner.rate_limit,
+        "quota": quota_text(owner.quota),
+        "keys": named,
+    }
+
+
+def owner_rate_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """As ``--rate-limit`` for keys, with ``none`` for no limits of the owner's own."""
+    return value if value == "none" else rate_limit(ctx, param, value)
+
+
+@owners.command("set")
+@click.argument("name")
+@click.option(
+    "--rate-limit",
+    callback=owner_rate_limit,
+    help="The owner's own limits, e.g. 1000/minute;50000/day ('none' removes them).",
+)
+@quota_option
+@quota_refill_option
+@json_option
+@click.pass_obj
+def owners_set(
+    op: Operator,
+    name: str,
+    rate_limit: str | None,
+    quota: int | None,
+    quota_refill: str | None,
+    as_json: bool,
+) -> None:
+    """Set an owner's limits and quota, shared by all of its keys on top of each key's
+    own; what is not given is kept. --quota N counts afresh from now (0 removes it)."""
+    if rate_limit is None and quota is None:
+        raise click.UsageError("give --rate-limit or --quota")
+    if quota_refill is not None and not quota:
+        raise click.UsageError("--quota-refill needs a --quota of at least 1")
+    with owner_writes(op) as keys:
+        limit = None if rate_limit is None else ("" if rate_limit == "none" else rate_limit)
+        owner = keys.set_owner(name, rate_limit=limit, quota=quota, quota_refill=quota_refill)
+        row = owner_row(owner, keys)
+    emit(as_json, row, f"set owner {name}: {row['rate_limit'] or 'no limits'}", err=True)
+
+
+@owners.command("show")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def owners_show(op: Operator, name: str, as_json: bool) -> None:
+    """Show an owner's limits, quota and number of keys."""
+    keys = op.keys
+    with operator_errors():
+        owner = keys.store.get_owner(name)
+        if owner is None:
+            raise click.ClickException(f"no owner named {name}")
+        row = owner_row(owner, keys)
+    show_row(row, as_json)
+
+
+@owners.command("list")
+@json_option
+@click.pass_obj
+def owners_list(op: Operator, as_json: bool) -> None:
+    """List the owners that have limits or a quota."""
+    keys = op.keys
+    with operator_errors():
+        found = sorted(keys.store.owners(), key=lambda owner: owner.name)
+        rows = [owner_row(owner, keys) for owner in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo("  ".join(cell(row[c]) for c in ("name", "rate_limit", "quota", "keys")))
+
+
+@owners.command("unset")
+@click.argument("name")
+@click.pass_obj
+def owners_unset(op: Operator, name: str) -> None:
+    """Remove an owner's limits and quota (its keys keep naming it, and share nothing)."""
+    with owner_writes(op) as keys:
+        if not keys.unset_owner(name):
+            raise click.ClickException(f"no owner named {name}")
+    click.echo(f"unset owner {name}", err=True)
 
 
 def main() -> None:

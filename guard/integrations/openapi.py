@@ -86,7 +86,7 @@ _HEADERS: dict[str, tuple[str, dict[str, Any]]] = {
         "RateLimit",
         {
             "description": "The key's remaining requests and seconds to reset (IETF draft), "
-            'e.g. `"key";r=0;t=42`.',
+            'e.g. `"key";r=0;t=42`, and what is left of a quota, e.g. `"quota";r=9321;t=86400`.',
             "schema": {"type": "string"},
         },
     ),
@@ -121,10 +121,11 @@ _RESPONSES: dict[str, tuple[str, tuple[type[RequestRejected], ...], dict[str, bo
     ),
     "413": ("GuardPayloadTooLarge", (errors.PayloadTooLarge,), {}),
     "415": ("GuardUnsupportedMediaType", (errors.UnsupportedMediaType,), {}),
+    # A spent lifetime quota is the one 429 without Retry-After: waiting never helps.
     "429": (
         "GuardRateLimited",
-        (errors.RateLimited,),
-        {"GuardRetryAfter": True, "GuardRateLimit": False, "GuardRateLimitPolicy": False},
+        (errors.RateLimited, errors.QuotaExceeded),
+        {"GuardRetryAfter": False, "GuardRateLimit": False, "GuardRateLimitPolicy": False},
     ),
     "503": ("GuardUnavailable", (errors.GuardUnavailable,), {"GuardRetryAfter": True}),
 }

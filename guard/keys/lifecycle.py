@@ -23,7 +23,15 @@ from guard._batch import Batcher
 from guard.config import GuardConfig
 from guard.keys.tokens import MAX_TOKEN_LENGTH, BadToken, TokenCodec
 from guard.observability import key_audit, signals
-from stores import Conflict, InvalidRecord, KeyRecord, KeyStore, StoreUnavailable
+from stores import (
+    Conflict,
+    InvalidRecord,
+    KeyRecord,
+    KeyStore,
+    OwnerRecord,
+    Quota,
+    StoreUnavailable,
+)
 from stores.cache import BoundedCache
 
 #: Seconds between writes of last-use times to the store, per process.
@@ -135,6 +143,19 @@ def networks(allow_from: Iterable[str]) -> tuple[str, ...]:
 class _Remembered(NamedTuple):
     key_id: str
     digest: str
+
+
+def _topped_up(
+    allowance: int, refill: str | None, old: Quota | None, counter: str, at: float
+) -> Quota | None:
+    """A quota set (or topped up) at ``at``: ``allowance`` counted afresh from then, with
+    ``refill`` or else the one ``old`` had; no quota for an allowance of 0. The count
+    keeps ``old``'s name, so a rotation's tokens, or an owner's keys, share it."""
+    if not allowance:
+        return None
+    if old is None:
+        return Quota(allowance, refill, at, counter)
+    return Quota(allowance, refill or old.refill, at, old.counter)
 
 
 def _fingerprint(token: str) -> bytes:
@@ -327,8 +348,10 @@ class Keys:
         """Write the audit entry of an operation on ``record`` by :attr:`actor`; for one
         made outside the store (``guard keys reset-limits`` clears the limiter's counters),
         the store's own writes are audited by the methods here."""
-        actor = self.actor or key_audit.os_user()
-        key_audit.emit(event, record, actor, changed, confirmed=confirmed)
+        key_audit.emit(event, record, self._actor(), changed, confirmed=confirmed)
+
+    def _actor(self) -> str:
+        return self.actor or key_audit.os_user()
 
     @contextlib.contextmanager
     def _audited(self, event: str, *changes: tuple[KeyRecord | None, KeyRecord]) -> Iterator[None]:
@@ -410,13 +433,20 @@ class Keys:
         rate_limit: str | None = None,
         metadata: Mapping[str, str] | None = None,
         allow_from: Iterable[str] = (),
+        quota: int | None = None,
+        quota_refill: str | None = None,
+        owner: str | None = None,
         now: float | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue and store a new key; the token is returned here and never again.
 
         :param allow_from: the networks the key may be used from (:func:`networks`);
             none, from anywhere.
-
+        :param quota: units the key may spend (each request its view's cost) per
+            ``quota_refill`` period (``1d``, ``30d``, ``monthly``), or over its life if
+            that is ``None``; ``None`` for no quota.
+        :param owner: who the key belongs to: the owner's limits and quota (see
+            :meth:`set_owner`) are shared by all of its keys, on top of each key's own.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         :raises WriteUnconfirmed: carrying the token, if the store did not confirm.
         """
@@ -435,6 +465,8 @@ class Keys:
                 rate_limit=rate_limit,
                 metadata=dict(metadata or {}),
                 allow_from=networks(allow_from),
+                quota=None if quota is None else Quota(quota, quota_refill, now, key_id),
+                owner=owner,
             )
         # Expecting no record under the new id: 64 random bits never collide in practice,
         # and if they did, the existing key is left alone.
@@ -612,8 +644,13 @@ class Keys:
         rate_limit: str | None = None,
         metadata: Mapping[str, str | None] | None = None,
         allow_from: Iterable[str] | None = None,
+        quota: int | None = None,
+        quota_refill: str | None = None,
+        owner: str | None = None,
+        now: float | None = None,
     ) -> KeyRecord:
-        """Change a key's scopes, rate limit, metadata or allowlist without rotating it.
+        """Change a key's scopes, rate limit, metadata, allowlist, quota or owner without
+        rotating it.
 
         A key in a rotation is one credential with two tokens: the change applies to the
         record named, to its successor, and to a predecessor still in its grace period,
@@ -625,13 +662,20 @@ class Keys:
         :param metadata: entries to set; an entry whose value is ``None`` is removed.
         :param allow_from: the networks the key may be used from (all of them; empty:
             anywhere), or ``None`` to keep them.
+        :param quota: a top-up: the allowance from now on, its count started afresh at
+            ``now`` (whatever was spent of the old one is forgotten); ``0`` removes the
+            quota; ``None`` keeps it as it is.
+        :param quota_refill: with ``quota``, its refill (``None``: the one it had, or
+            none, a lifetime quota, for a key that had no quota).
+        :param owner: the key's owner from now on, ``""`` for none, ``None`` to keep it.
         :returns: the record named, as changed.
         :raises InvalidKeySettings: for settings no store could read back; nothing saved.
         """
 
         allowed = None if allow_from is None else networks(allow_from)
+        at = self.clock() if now is None else now
 
-        def change(record: KeyRecord) -> KeyRecord:
+        def change(record: KeyRecord, top_up: Quota | None) -> KeyRecord:
             merged = dict(record.metadata)
             for field, value in (metadata or {}).items():
                 if value is None:
@@ -645,11 +689,16 @@ class Keys:
                     rate_limit=record.rate_limit if rate_limit is None else (rate_limit or None),
                     metadata=merged,
                     allow_from=record.allow_from if allowed is None else allowed,
+                    quota=record.quota if quota is None else top_up,
+                    owner=record.owner if owner is None else (owner or None),
                 )
 
         def attempt() -> KeyRecord:
             related = self.rotation_of(self.store.require(key_id))
-            changes = [(record, change(record)) for record in related]
+            # One Quota for the whole rotation: its tokens spend from one count.
+            named = related[0]
+            top_up = _topped_up(quota or 0, quota_refill, named.quota, named.key_id, at)
+            changes = [(record, change(record, top_up)) for record in related]
             writes = [new for old, new in changes if new != old]
             if writes:
                 with self._audited("key.updated", *[(o, n) for o, n in changes if n != o]):
@@ -657,6 +706,59 @@ class Keys:
             return changes[0][1]
 
         return self._retrying(attempt)
+
+    # -- owners ------------------------------------------------------------------------
+
+    def set_owner(
+        self,
+        name: str,
+        *,
+        rate_limit: str | None = None,
+        quota: int | None = None,
+        quota_refill: str | None = None,
+        now: float | None = None,
+    ) -> OwnerRecord:
+        """Create or change the owner ``name``: limits and a quota shared by every key
+        naming it, on top of each key's own. Every worker sees the change as fast as a
+        key's (the store publishes it as it does a revocation).
+
+        :param rate_limit: the owner's limits (``1000/minute;50000/day``); ``""`` removes
+            them, ``None`` keeps what it had.
+        :param quota: as :meth:`update`'s: the allowance from now on, counted afresh;
+            ``0`` removes it, ``None`` keeps it.
+        :raises InvalidKeySettings: for settings no store could read back; nothing saved.
+        """
+        old = self.store.get_owner(name)
+        at = self.clock() if now is None else now
+        kept_limit = None if old is None else old.rate_limit
+        kept_quota = None if old is None else old.quota
+        with _settings_checked():
+            owner = OwnerRecord(
+                name,
+                rate_limit=kept_limit if rate_limit is None else (rate_limit or None),
+                quota=kept_quota
+                if quota is None
+                else _topped_up(quota, quota_refill, kept_quota, name, at),
+            )
+        self.store.save_owner(owner)
+        changed = {
+            field: getattr(owner, field)
+            for field in ("rate_limit", "quota")
+            if old is None or getattr(owner, field) != getattr(old, field)
+        }
+        quota = changed.get("quota")
+        if isinstance(quota, Quota):
+            changed["quota"] = quota.to_dict()
+        key_audit.emit_owner("owner.set", name, self._actor(), changed)
+        return owner
+
+    def unset_owner(self, name: str) -> bool:
+        """Remove the owner ``name``'s limits and quota (its keys keep naming it, and
+        share nothing until it is set again); whether there was one."""
+        removed = self.store.delete_owner(name)
+        if removed:
+            key_audit.emit_owner("owner.unset", name, self._actor())
+        return removed
 
     def rotation_of(self, record: KeyRecord) -> list[KeyRecord]:
         """``record``, then its successors, then its predecessors still in their grace

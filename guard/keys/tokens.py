@@ -140,7 +140,6 @@ class TokenCodec:
         """Whether ``secret`` is the one ``record`` was made from, in constant time."""
         pepper = self._peppers.get(record.pepper_id, b"")
         expected = _hmac_sha256(pepper, secret.encode())
-        # Compared as bytes: a stored digest with non-ASCII text is unequal, never a
-        # TypeError (stores validate digests where they read them, too).
-        stored = record.digest.encode("utf-8", "surrogatepass")
-        return hmac.compare_digest(expected.hex().encode(), stored) and bool(pepper)
+        # A record's digest is 64 lowercase hex digits (KeyRecord refuses anything else),
+        # so both sides are ASCII text, which compare_digest takes as it is.
+        return hmac.compare_digest(expected.hex(), record.digest) and bool(pepper)

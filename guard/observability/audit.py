@@ -2,10 +2,11 @@
 
 Route it with ordinary logging handlers. Each field of the entry (``ts``, ``request_id``,
 ``method``, ``path``, ``status``, ``outcome``, ``reason``, ``key_id``, ``key_name``,
-``client``, ``user_agent``, ``latency_ms``) is an attribute of the ``LogRecord``, so a JSON
-formatter (python-json-logger, structlog's ``ProcessorFormatter``) puts them at the top
-level of its own object; the record's message is the same entry as one line of compact
-JSON, for handlers with no formatter of their own.
+``owner`` (the key's owner, or null), ``client``, ``user_agent``, ``latency_ms``) is an
+attribute of the ``LogRecord``, so a JSON formatter (python-json-logger, structlog's
+``ProcessorFormatter``) puts them at the top level of its own object; the record's
+message is the same entry as one line of compact JSON, for handlers with no formatter of
+their own.
 
 An entry never holds the token, its secret or a digest of it. The line is written by
 ``json`` (ASCII only), so CR, LF, quotes and other control characters in a path, user
@@ -49,6 +50,7 @@ FIELDS = (
     "reason",
     "key_id",
     "key_name",
+    "owner",
     "client",
     "user_agent",
     "latency_ms",
@@ -86,6 +88,7 @@ def entry(
         reason,
         state.key_id if key is None else key.key_id,
         None if key is None else key.name,
+        None if key is None else key.owner,
         environ.get("REMOTE_ADDR"),
         environ.get("HTTP_USER_AGENT"),
     )
@@ -116,6 +119,7 @@ def _shared(
     reason: str,
     key_id: str | None,
     key_name: str | None,
+    owner: str | None,
     client: str | None,
     agent: str | None,
 ) -> _Shared:
@@ -129,6 +133,7 @@ def _shared(
         "reason": reason,
         "key_id": key_id,
         "key_name": key_name,
+        "owner": owner,
         "client": _cut(client),
         "user_agent": _cut(agent),
     }

@@ -8,12 +8,13 @@ them, at its level, while a consumer that reads records named ``guard.audit`` ke
 seeing request entries alone, as before key operations were audited.
 
 The entry has the request entries' shape: each field (``ts``, ``event``, ``key_id``,
-``key_name``, ``actor``, ``changed``, ``values``, ``confirmed``) is an attribute of the
-``LogRecord``, and the message is the same entry as one line of compact JSON, ASCII
-only. ``event`` is ``key.created``, ``key.imported``, ``key.updated``, ``key.rotated``,
-``key.revoked``, ``key.disabled``, ``key.enabled`` or ``key.limits_reset``; ``changed``
-names every field
-of the record that changed (for a reset, ``windows``: the policies cleared), and
+``key_name``, ``owner``, ``actor``, ``changed``, ``values``, ``confirmed``) is an
+attribute of the ``LogRecord``, and the message is the same entry as one line of compact
+JSON, ASCII only. ``event`` is ``key.created``, ``key.imported``, ``key.updated``,
+``key.rotated``, ``key.revoked``, ``key.disabled``, ``key.enabled`` or
+``key.limits_reset`` (with the key's ``owner``), or ``owner.set`` or ``owner.unset`` (an
+owner's, with its name in ``owner``); ``changed`` names every field of the record that
+changed (for a reset, ``windows``: the policies cleared), and
 ``values`` gives the new value of each, but for the digest: a token, its secret and its
 digest are never in an entry.
 
@@ -89,16 +90,27 @@ def emit(
     :param confirmed: ``False`` when the store did not confirm the write, which may or
         may not have applied (:class:`~guard.keys.lifecycle.WriteUnconfirmed`).
     """
+    subject = {"key_id": record.key_id, "key_name": record.name, "owner": record.owner}
+    _log(event, subject, actor, changed or {}, confirmed)
+
+
+def emit_owner(event: str, name: str, actor: str, changed: dict[str, Any] | None = None) -> None:
+    """Log the entry for ``event`` (``owner.set``, ``owner.unset``) on the owner ``name``,
+    done by ``actor``; ``changed`` as :func:`emit`'s (an owner holds no secret)."""
+    _log(event, {"owner": name}, actor, changed or {}, True)
+
+
+def _log(
+    event: str, subject: dict[str, Any], actor: str, changed: dict[str, Any], confirmed: bool
+) -> None:
     if logger.disabled:
         keep_enabled(logger)
     if not logger.isEnabledFor(logging.INFO):
         return
-    changed = changed or {}
     fields: dict[str, Any] = {
         "ts": timestamp(time.time()),
         "event": event,
-        "key_id": record.key_id,
-        "key_name": record.name,
+        **subject,
         "actor": actor,
         "changed": sorted(changed),
         "values": {k: v for k, v in sorted(changed.items()) if k not in SECRET_FIELDS},

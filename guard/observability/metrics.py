@@ -2,7 +2,8 @@
 switched on by ``GUARD_METRICS=true``:
 
 - ``guard_requests_total{outcome, reason}``: one per request, the outcome and reason of
-  its audit entry (plus ``key_id`` with ``GUARD_METRICS_KEY_LABEL=true``; off by default,
+  its audit entry (plus ``key_id`` with ``GUARD_METRICS_KEY_LABEL=true``, ``owner`` with
+  ``GUARD_METRICS_OWNER_LABEL=true``; off by default,
   so the number of series stays bounded by the guard's own reasons);
 - ``guard_store_seconds`` / ``guard_store_errors_total``: key lookups in the store
   (cache hits included) and the calls that failed;
@@ -76,6 +77,7 @@ KNOWN_OUTCOMES: tuple[tuple[str, str], ...] = (
             "insufficient_scope",
             "address_not_allowed",
             "rate_limited",
+            "quota_exceeded",
             "route_rate_limited",
             "limiter_unavailable",
             "body_too_large",
@@ -109,21 +111,30 @@ def from_config(config: GuardConfig) -> Metrics | None:
         raise ConfigurationError(
             "GUARD_METRICS=true needs prometheus_client: pip install 'flask-api-guard[metrics]'"
         ) from None
-    return Metrics(prometheus_client, key_label=config.metrics_key_label)
+    return Metrics(
+        prometheus_client,
+        key_label=config.metrics_key_label,
+        owner_label=config.metrics_owner_label,
+    )
 
 
 class Metrics:
     """The guard's metrics for one app, in a registry of their own (never the global
     one, so two apps in a process do not collide)."""
 
-    def __init__(self, prometheus: ModuleType, *, key_label: bool = False) -> None:
+    def __init__(
+        self, prometheus: ModuleType, *, key_label: bool = False, owner_label: bool = False
+    ) -> None:
         self._prometheus = prometheus
         self.registry = prometheus.CollectorRegistry()
         # prometheus_client's own switch, read when it is imported: every value then
         # lives in a file per worker, and a scrape sums the files.
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.key_label = key_label
-        labels = ("outcome", "reason", "key_id") if key_label else ("outcome", "reason")
+        self.owner_label = owner_label
+        labels: tuple[str, ...] = ("outcome", "reason")
+        labels += ("key_id",) if key_label else ()
+        labels += ("owner",) if owner_label else ()
         self.requests = prometheus.Counter(
             "guard_requests",
             "Requests the guard finished, by the outcome and reason of their audit entry.",
@@ -158,9 +169,9 @@ class Metrics:
         self._children: BoundedCache[tuple[str, ...], prometheus_client.Counter] = BoundedCache(
             LABELS_CACHE_SIZE
         )
-        # Every known series at 0 from start-up. Per-key series (key_label) cannot be:
-        # the keys are not known in advance.
-        if not key_label:
+        # Every known series at 0 from start-up. Per-key and per-owner series cannot be:
+        # the keys and owners are not known in advance.
+        if not key_label and not owner_label:
             for values in KNOWN_OUTCOMES:
                 self._children.put(values, self.requests.labels(*values))
         for counter in LIMITER_COUNTERS:
@@ -173,12 +184,13 @@ class Metrics:
 
     def count(self, state: RequestState, outcome: str, reason: str) -> None:
         """Count one finished request (``outcome`` and ``reason`` as in its audit entry)."""
-        if self.key_label:
+        values: tuple[str, ...] = (outcome, reason)
+        if self.key_label or self.owner_label:
             key = state.key
-            key_id = key.key_id if key is not None else state.key_id
-            values: tuple[str, ...] = (outcome, reason, key_id or "")
-        else:
-            values = (outcome, reason)
+            if self.key_label:
+                values += ((key.key_id if key is not None else state.key_id) or "",)
+            if self.owner_label:
+                values += ((key.owner if key is not None else None) or "",)
         found = self._children.get(values)
         if found is None:
             child = self.requests.labels(*values)

@@ -185,7 +185,8 @@ def test_refusals_are_documented_with_their_body_and_headers() -> None:
     assert documented["401"]["headers"]["WWW-Authenticate"]["required"] is True
     # Sent with insufficient_scope, not with address_not_allowed.
     assert documented["403"]["headers"]["WWW-Authenticate"]["required"] is False
-    assert documented["429"]["headers"]["Retry-After"]["required"] is True
+    # A spent lifetime quota (429 quota_exceeded) has none: waiting would never help.
+    assert documented["429"]["headers"]["Retry-After"]["required"] is False
     assert {"RateLimit", "RateLimit-Policy"} <= set(documented["429"]["headers"])
     assert documented["503"]["headers"]["Retry-After"]["required"] is True
     schema = doc["components"]["schemas"]["GuardError"]

@@ -14,7 +14,7 @@ import pytest
 
 from guard import Keys, Reason, TokenCodec
 from stores import KeyRecord, KeyStore, from_url
-from stores.testing import MakeStore, WritableStoreContract
+from stores.testing import MakeStore, OwnerStoreContract, WritableStoreContract
 
 #: ``connect(cache_ttl=...)``: another store on the same server, as a worker opens one.
 Connect = Callable[..., Any]
@@ -66,7 +66,7 @@ def warm_worker(
     return store, keys, token, record
 
 
-class SharedStoreContract(WritableStoreContract):
+class SharedStoreContract(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, connect: Connect) -> MakeStore:
         def make(records: Sequence[KeyRecord]) -> KeyStore:

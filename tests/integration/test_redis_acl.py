@@ -46,6 +46,15 @@ def test_the_documented_acl_is_enough_for_every_guard_operation(redis_url: str) 
             api.client.get("/orders", headers=api.bearer(token)).status_code for _ in range(3)
         ]
         assert statuses == [200, 200, 429]
+        # An owner's limits and a quota, counted in the limits' own script.
+        operator.set_owner("acme", rate_limit="5/minute", quota=1)
+        owned, _ = operator.create("owned", scopes=["orders:read"], owner="acme", quota=5)
+        statuses = [
+            api.client.get("/orders", headers=api.bearer(owned)).status_code for _ in range(2)
+        ]
+        assert statuses == [200, 429]
+        assert [owner.name for owner in operator.store.owners()] == ["acme"]
+        assert operator.store.delete_owner("acme")
         forged = "gk_" + "0" * 16 + ".x.y"
         unknown = operator.codec.issue("ffffffffffffffff").token  # counted in Redis
         for refused in (forged, unknown):
@@ -56,8 +65,9 @@ def test_the_documented_acl_is_enough_for_every_guard_operation(redis_url: str) 
         api.app.extensions["guard"].keys.flush_uses()  # last-use batch: ZADD
         assert operator.store.last_used(record.key_id) is not None
         stream.flush()
-        # 5 requests, and the key's creation, rotation and revocation.
-        assert admin.xlen("guard:audit") == 8
+        # 7 requests, and the creation, rotation and revocation of a key, the owner's
+        # setting and the owned key's creation.
+        assert admin.xlen("guard:audit") == 12
         assert operator.verify(new_token).ok
     finally:
         audit.logger.removeHandler(stream)

@@ -134,7 +134,7 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize(
     ("rule", "named"),
     [
-        ("+get", "+get (reading key records)"),
+        ("+get", "+get (reading key records; reading owner records)"),
         ("~LIMITS:*", "~LIMITS:* (counting rate limits; quota leases)"),
     ],
 )

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from stores import KeyRecord, RedisStore, from_url
-from stores.testing import MakeStore, WritableStoreContract
+from stores.testing import MakeStore, OwnerStoreContract, WritableStoreContract
 from tests.conftest import Api
 from tests.redis_topologies import ClusterSetup, SentinelSetup
 
@@ -47,7 +47,7 @@ def stores_on(url: str) -> Iterator[MakeStore]:
         store.close()
 
 
-class TestSentinelStore(WritableStoreContract):
+class TestSentinelStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, sentinel: SentinelSetup) -> Iterator[MakeStore]:
         with sentinel.master.client() as master:
@@ -55,7 +55,7 @@ class TestSentinelStore(WritableStoreContract):
         yield from stores_on(sentinel.url)
 
 
-class TestClusterStore(WritableStoreContract):
+class TestClusterStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, cluster: ClusterSetup) -> Iterator[MakeStore]:
         cluster.flush()
@@ -84,6 +84,33 @@ def test_guard_limits_exactly_on_sentinel_and_cluster(
     finally:
         api.close()
     assert statuses == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_quotas_and_owners_count_on_sentinel_and_cluster(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    setup = request.getfixturevalue(topology)
+    url = setup.url
+    api = Api(GUARD_STORE_URL=url, GUARD_RATELIMIT_STORAGE_URL=url, GUARD_RATE_LIMIT="100/minute")
+    owner = f"owner-{time.monotonic_ns()}"
+    try:
+        with api.app.app_context():
+            api.guard.keys.set_owner(owner, rate_limit="4/minute", quota=3)
+        first = api.issue(f"a-{owner}", owner=owner, quota=2)
+        second = api.issue(f"b-{owner}", owner=owner)
+        answers = [
+            api.client.get("/orders", headers=api.bearer(token))
+            for token in (first, first, first, second, second)
+        ]
+    finally:
+        api.close()
+    # The key's quota of 2, then the owner's of 3, shared; refused ones spend nothing.
+    assert [a.status_code for a in answers] == [200, 200, 429, 200, 429]
+    assert [a.json["error"] for a in answers if a.status_code == 429] == [
+        "quota_exceeded",
+        "quota_exceeded",
+    ]
 
 
 @pytest.mark.parametrize("topology", ["sentinel", "cluster"])

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import pytest
 
 from stores import KeyRecord, MemoryStore, from_url
-from stores.testing import MakeStore, WritableStoreContract
+from stores.testing import MakeStore, OwnerStoreContract, WritableStoreContract
 
 
-class TestMemoryStore(WritableStoreContract):
+class TestMemoryStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self) -> MakeStore:
         def make(records: Sequence[KeyRecord]) -> MemoryStore:

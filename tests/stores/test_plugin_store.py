@@ -4,6 +4,7 @@ environment as a package of its own (scripts/bootstrap.sh), found through its
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 import stores
-from stores import InvalidStoreURL, KeyRecord, KeyStore
+from stores import InvalidStoreURL, KeyRecord, KeyStore, OwnerRecord, OwnersUnsupported
 from stores.testing import MakeStore, WritableStoreContract
+from tests.conftest import Api
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +39,25 @@ class TestPluginStore(WritableStoreContract):
             return store
 
         return make
+
+
+def test_a_store_written_before_owners_refuses_them_by_name() -> None:
+    store = stores.from_url("plugin://owners")
+    with pytest.raises(OwnersUnsupported, match="the PluginStore store keeps no owners"):
+        store.get_owner("acme")
+    with pytest.raises(OwnersUnsupported):
+        store.save_owner(OwnerRecord("acme", rate_limit="10/minute"))
+
+
+def test_a_key_naming_an_owner_on_such_a_store_is_refused_not_served_without_its_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = Api(GUARD_STORE_URL="plugin://owners")
+    alone, owned = api.issue("alone"), api.issue("owned", owner="acme")
+    assert api.client.get("/orders", headers=api.bearer(alone)).status_code == 200
+    with caplog.at_level(logging.ERROR, logger="guard.errors"):
+        assert api.client.get("/orders", headers=api.bearer(owned)).status_code == 503
+    assert "the PluginStore store keeps no owners" in caplog.text
 
 
 def test_the_plugin_is_found_by_its_entry_point_and_imported_only_when_used() -> None:

@@ -10,10 +10,10 @@ import fakeredis
 import pytest
 
 from stores import InvalidRecord, KeyRecord, RedisStore, StoreUnavailable
-from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
+from stores.testing import ALICE, LEGACY, MakeStore, OwnerStoreContract, WritableStoreContract
 
 
-class TestFakeRedisStore(WritableStoreContract):
+class TestFakeRedisStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self) -> MakeStore:
         def make(records: Sequence[KeyRecord]) -> RedisStore:

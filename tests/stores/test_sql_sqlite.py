@@ -16,12 +16,12 @@ import stores.sql
 from guard import Keys, Reason, TokenCodec
 from stores import InvalidRecord, InvalidStoreURL, KeyRecord, StoreUnavailable, from_url
 from stores.sql import FALLBACK_TTL, SchemaMismatch, SQLStore, init_schema, share_engine
-from stores.testing import ALICE, LEGACY, MakeStore, WritableStoreContract
+from stores.testing import ALICE, LEGACY, MakeStore, OwnerStoreContract, WritableStoreContract
 from tests.conftest import Api
 from tests.integration.shared_store import wait_until
 
 
-class TestSQLiteStore(WritableStoreContract):
+class TestSQLiteStore(WritableStoreContract, OwnerStoreContract):
     @pytest.fixture
     def make_store(self, sqlite_url: str) -> MakeStore:
         def make(records: Sequence[KeyRecord]) -> SQLStore:

@@ -83,6 +83,11 @@ def test_each_key_operation_writes_its_event_with_what_changed(
     [imported] = trail()
     assert imported["event"] == "key.imported"
     assert imported["values"]["allow_from"] == ["10.1.0.0/16"]
+    # An operation made outside the store (a reset of the limiter's counters) is one the
+    # caller made: confirmed.
+    keys.audit("key.limits_reset", record, {"windows": ["key"]})
+    [reset] = trail()
+    assert summary(reset) == ("key.limits_reset", "ops-dana", ["windows"], True)
 
 
 def test_owner_operations_write_their_events_and_keep_what_they_are_not_given(

@@ -175,7 +175,7 @@ def test_the_log_of_an_unseen_requirement_names_the_view_its_needs_and_the_reque
     report = guard.require("admin", "audit")(
         Report() if view == "object" else (lambda: "the report")
     )
-    checked = guard.require("admin")(guard.accepts("text/csv")(lambda: "imported"))
+    checked = guard.require("admin")(guard.accepts("text/csv", "text/plain")(lambda: "imported"))
     # Kept in a table, out of the guard's sight: the exempt views below are all it sees.
     views: dict[str, Callable[[], str]] = {"report": report, "checked": checked}
 
@@ -208,7 +208,9 @@ def test_the_log_of_an_unseen_requirement_names_the_view_its_needs_and_the_reque
     caplog.clear()
     assert client.post("/mixed", data="a,b", content_type="text/csv").status_code == 503
     [error] = [r for r in caplog.records if r.name == "guard.errors"]
-    assert " requires scopes admin and content types text/csv, which " in error.getMessage()
+    assert (
+        " requires scopes admin and content types text/csv text/plain, which " in error.getMessage()
+    )
 
 
 def test_every_require_stacked_above_the_route_decorator_holds() -> None:

@@ -210,6 +210,9 @@ def test_a_link_local_address_with_its_zone_is_counted_by_its_network() -> None:
     # A server on a link-local address reports its clients with their zone (fe80::1%eth0).
     api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute")
     assert guesses_from(api, ["fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1"]) == [401, 401, 429]
+    # Counted by the address alone: its zone names the server's interface, not the client.
+    api = Api(GUARD_FAILED_AUTH_LIMIT="2/minute", GUARD_FAILED_AUTH_IPV6_PREFIX=128)
+    assert guesses_from(api, ["fe80::1%eth0", "fe80::1%eth1", "fe80::1%eth2"]) == [401, 401, 429]
 
 
 def test_the_ipv6_prefix_is_a_setting() -> None:

@@ -53,6 +53,10 @@ def test_each_key_operation_writes_its_event_with_what_changed(
     assert created["owner"] == "acme" and created["values"]["allow_from"] == ["10.0.0.0/8"]
     key_id = record.key_id
 
+    keys.update(key_id, scopes=["a", "b"])  # keeps the owner and the networks
+    kept = keys.store.require(key_id)
+    assert (kept.owner, kept.allow_from, kept.quota) == ("acme", ("10.0.0.0/8",), None)
+    assert [summary(e)[2] for e in trail()] == [["scopes"]]
     keys.update(key_id, allow_from=["192.0.2.0/24"], owner="", quota=10, quota_refill="1d")
     [updated] = trail()
     assert summary(updated) == ("key.updated", "ops-dana", ["allow_from", "owner", "quota"], True)
@@ -65,7 +69,11 @@ def test_each_key_operation_writes_its_event_with_what_changed(
     assert topped.quota is not None
     assert (topped.quota.allowance, topped.quota.refill) == (20, "1d")
     assert topped.allow_from == ("192.0.2.0/24",)
-    assert [summary(e)[2] for e in trail()] == [["quota"]]
+    keys.update(key_id, metadata={"team": "core"})  # keeps the quota
+    assert keys.store.require(key_id).quota == topped.quota
+    keys.update(key_id, quota=0)  # removes it
+    assert keys.store.require(key_id).quota is None
+    assert [summary(e)[2] for e in trail()] == [["quota"], ["metadata"], ["quota"]]
 
     keys.disable(key_id)
     keys.enable(key_id)
@@ -94,10 +102,11 @@ def test_owner_operations_write_their_events_and_keep_what_they_are_not_given(
     keys: Keys, trail: Callable[[], list[dict[str, Any]]], clock: Clock
 ) -> None:
     keys.set_owner("acme", rate_limit="5/minute")
-    keys.set_owner("acme", quota=100, quota_refill="monthly")
+    keys.set_owner("acme", quota=100, quota_refill="monthly", now=clock() - 60)
     kept = keys.store.get_owner("acme")
     assert kept is not None and kept.rate_limit == "5/minute"
-    assert kept.quota is not None and (kept.quota.allowance, kept.quota.since) == (100, clock())
+    assert kept.quota is not None
+    assert (kept.quota.allowance, kept.quota.since) == (100, clock() - 60)
     keys.set_owner("acme", rate_limit="5/minute")  # as it was: nothing changed
     keys.set_owner("acme", rate_limit="")
     cleared = keys.store.get_owner("acme")
@@ -112,8 +121,16 @@ def test_owner_operations_write_their_events_and_keep_what_they_are_not_given(
     assert entries[1]["values"]["quota"]["allowance"] == 100
     assert keys.unset_owner("acme") is True
     assert keys.unset_owner("acme") is False  # nothing to remove: nothing audited
-    assert [(e["event"], e["owner"]) for e in trail()] == [("owner.unset", "acme")]
+    assert [(e["event"], e["owner"], e["actor"]) for e in trail()] == [
+        ("owner.unset", "acme", "ops-dana")
+    ]
     assert keys.store.get_owner("acme") is None
+    # A top-up keeps the refill it had.
+    keys.set_owner("acme", quota=10, quota_refill="30d")
+    keys.set_owner("acme", quota=20)
+    topped = keys.store.get_owner("acme")
+    assert topped is not None and topped.quota is not None
+    assert (topped.quota.allowance, topped.quota.refill) == (20, "30d")
 
 
 def test_a_network_with_host_bits_is_refused_naming_it(keys: Keys) -> None:

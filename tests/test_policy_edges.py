@@ -14,6 +14,7 @@ import pytest
 from flask import Blueprint
 from flask.views import MethodView
 
+from tests.conftest import Api
 from tests.test_decorator_placement import bearer, logged, make_app
 
 
@@ -329,3 +330,19 @@ def test_a_content_type_the_guard_could_not_see_is_refused_with_503() -> None:
 
     answer = app.test_client().post("/upload", data="a,b", content_type="text/csv")
     assert answer.status_code == 503 and b"stored" not in answer.data
+
+
+def test_the_outermost_cost_wins_through_a_decorator_without_wraps() -> None:
+    api = Api()
+
+    @api.app.get("/report")
+    @api.guard.cost(5)
+    @logged
+    @api.guard.cost(2)
+    def report() -> str:
+        return "the report"
+
+    token = api.issue(quota=20)
+    answer = api.client.get("/report", headers=api.bearer(token))
+    assert answer.status_code == 200
+    assert answer.headers["RateLimit"].endswith('"quota";r=15')

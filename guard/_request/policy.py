@@ -87,8 +87,8 @@ def mark(target: Target, **changes: Any) -> Target:
     if "scopes" in changes:
         # Written above the route decorator, the function registered is the one given,
         # or, when that is another of the guard's own wrappers (stacked above the route
-        # too), the view it wraps.
-        for registered in (target, view) if own else (target,):
+        # too), the view it wraps (otherwise ``view`` is ``target`` itself).
+        for registered in (target, view):
             with contextlib.suppress(AttributeError):  # a bound method: only the wrapper holds
                 setattr(registered, REQUIRED, _required(registered) | frozenset(changes["scopes"]))
     return wrapper  # type: ignore[return-value]

@@ -346,3 +346,54 @@ def test_the_outermost_cost_wins_through_a_decorator_without_wraps() -> None:
     answer = api.client.get("/report", headers=api.bearer(token))
     assert answer.status_code == 200
     assert answer.headers["RateLimit"].endswith('"quota";r=15')
+
+
+class Wrapping:
+    """A decorator written as a class: it keeps its helpers and the view in attributes,
+    one helper under two names."""
+
+    def __init__(self, view: Callable[..., Any]) -> None:
+        self.notify = self.record = print
+        self.view = view
+
+    def __call__(self) -> Any:
+        return self.view()
+
+
+def updated_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator that names the view in ``__wrapped__`` but copies none of its
+    attributes (``functools.wraps(view, updated=())`` leaves ``__dict__`` alone too)."""
+
+    def inner() -> Any:
+        return views[0]()
+
+    views = [view]
+    inner.__wrapped__ = view  # type: ignore[attr-defined]
+    return inner
+
+
+def with_an_unfilled_cell(view: Callable[..., Any]) -> Callable[..., Any]:
+    def inner() -> Any:
+        return view() if view else later  # never reads ``later``
+
+    return inner
+    later = None  # unreachable: makes ``later`` a cell that stays empty
+
+
+@pytest.mark.parametrize(
+    "hide",
+    [
+        Wrapping,
+        updated_only,
+        functools.partial,
+        with_an_unfilled_cell,
+    ],
+)
+def test_a_requirement_is_found_wherever_a_decorator_keeps_the_view(hide: Any) -> None:
+    app, guard = make_app()
+    app.add_url_rule("/report", "report", hide(guard.require("reports:read")(lambda: "report")))
+    client = app.test_client()
+    refused = client.get("/report", headers=bearer(app, guard))
+    assert refused.status_code == 403  # found before the view ran: not a 503 after
+    allowed = client.get("/report", headers=bearer(app, guard, "reports:read"))
+    assert allowed.get_data(as_text=True) == "report"
